@@ -1,0 +1,75 @@
+//! Typed requests and responses, one struct per API, behind one trait.
+//!
+//! Adding an API is a request struct, a response struct and one line of
+//! [`biz_api!`]. Every struct keeps fields it does not model in `extra`, so a
+//! request forwarded upstream loses nothing and a newer response field is kept.
+//! Amounts are [`Fen`](crate::Fen) (yuan strings at the wire), times
+//! [`BeijingTime`](crate::BeijingTime).
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+pub mod bill;
+pub mod heartbeat;
+pub mod merchant;
+pub mod oauth;
+pub mod preauth;
+pub mod trade;
+
+/// The parameters an API contributes to a request: usually `biz_content`,
+/// sometimes top-level parameters (`alipay.system.oauth.token`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApiParams {
+    pub biz_content: Option<String>,
+    pub extra: Vec<(String, String)>,
+}
+
+/// One Alipay API: its method name, its success body, and how it becomes
+/// request parameters.
+pub trait AlipayApi {
+    const METHOD: &'static str;
+    type Response: DeserializeOwned + Serialize + std::fmt::Debug + Clone;
+
+    fn params(&self) -> Result<ApiParams, serde_json::Error>;
+}
+
+/// Implements [`AlipayApi`] for a request whose fields travel in `biz_content`.
+#[macro_export]
+macro_rules! biz_api {
+    ($request:ty, $method:literal, $response:ty) => {
+        impl $crate::api::AlipayApi for $request {
+            const METHOD: &'static str = $method;
+            type Response = $response;
+            fn params(&self) -> Result<$crate::api::ApiParams, serde_json::Error> {
+                Ok($crate::api::ApiParams {
+                    biz_content: Some(serde_json::to_string(self)?),
+                    extra: Vec::new(),
+                })
+            }
+        }
+    };
+}
+
+/// Fields a struct does not model, kept in order of appearance.
+pub type Extra = serde_json::Map<String, serde_json::Value>;
+
+/// Parses a `biz_content` JSON into a request type, naming the field that is
+/// wrong (`total_amount: amount "1.234" is not a yuan amount…`).
+pub fn parse_biz<T: DeserializeOwned>(json: &str) -> Result<T, String> {
+    let mut de = serde_json::Deserializer::from_str(json);
+    let parsed = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." || path.is_empty() {
+            format!("biz_content: {inner}")
+        } else {
+            format!("{path}: {inner}")
+        }
+    })?;
+    de.end().map_err(|e| format!("biz_content: {e}"))?;
+    Ok(parsed)
+}
+
+pub(crate) fn is_empty_extra(extra: &Extra) -> bool {
+    extra.is_empty()
+}

@@ -1,0 +1,222 @@
+//! The client side of a request: common parameters, `biz_content`, optional AES
+//! encryption, the signature, and how the parameters are split between the
+//! query string and the form body (protocol.md §2, §3.1, §10).
+
+use jiff::Timestamp;
+
+use crate::aes::{AesError, AesKey};
+use crate::api::{AlipayApi, ApiParams};
+use crate::form::{self, Charset, EncodeError, SignScope};
+use crate::keys::{PrivateKey, SignError, SignType};
+use crate::time::format_beijing;
+
+/// Who is calling and how requests are signed.
+#[derive(Debug, Clone)]
+pub struct AppCredentials {
+    pub app_id: String,
+    pub private_key: PrivateKey,
+    pub sign_type: SignType,
+    pub charset: Charset,
+    /// Certificate mode: the two serial numbers sent with every request.
+    pub cert_sns: Option<CertSns>,
+    /// Content encryption of `biz_content`.
+    pub aes_key: Option<AesKey>,
+}
+
+impl AppCredentials {
+    pub fn new(app_id: impl Into<String>, private_key: PrivateKey) -> AppCredentials {
+        AppCredentials {
+            app_id: app_id.into(),
+            private_key,
+            sign_type: SignType::Rsa2,
+            charset: Charset::Utf8,
+            cert_sns: None,
+            aes_key: None,
+        }
+    }
+}
+
+/// `app_cert_sn` and `alipay_root_cert_sn` (protocol.md §8).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertSns {
+    pub app_cert_sn: String,
+    pub alipay_root_cert_sn: String,
+}
+
+/// Optional common parameters of one call.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallOptions {
+    pub notify_url: Option<String>,
+    pub return_url: Option<String>,
+    pub app_auth_token: Option<String>,
+    pub auth_token: Option<String>,
+}
+
+/// Why a request could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("biz_content: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+    #[error("AES: {0}")]
+    Aes(#[from] AesError),
+    #[error(transparent)]
+    Sign(#[from] SignError),
+}
+
+/// Parameters that travel in the URL (the official Node SDK's allow-list);
+/// everything else goes in the form body.
+const QUERY_PARAMS: &[&str] = &[
+    "app_id",
+    "method",
+    "format",
+    "charset",
+    "sign_type",
+    "sign",
+    "timestamp",
+    "version",
+    "notify_url",
+    "return_url",
+    "auth_token",
+    "app_auth_token",
+    "app_cert_sn",
+    "alipay_root_cert_sn",
+    "ws_service_url",
+];
+
+/// A signed request, ready to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedRequest {
+    pub method: String,
+    /// Every parameter, `sign` last, in the order built.
+    pub params: Vec<(String, String)>,
+    /// The exact text that was signed.
+    pub sign_content: String,
+    pub charset: Charset,
+}
+
+impl SignedRequest {
+    /// Signs the given parameters (everything but `sign`): drops blank values
+    /// (never sent, never signed), signs, appends `sign`.
+    pub fn sign(
+        method: &str,
+        params: Vec<(String, String)>,
+        key: &PrivateKey,
+        sign_type: SignType,
+        charset: Charset,
+    ) -> Result<SignedRequest, BuildError> {
+        let params: Vec<(String, String)> = params
+            .into_iter()
+            .filter(|(k, v)| k != "sign" && !form::is_blank(v))
+            .collect();
+        let sign_content = form::sign_content(
+            params.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            SignScope::Request,
+            false,
+        );
+        let sign = key.sign(sign_type, &charset.encode(&sign_content)?)?;
+        let mut params = params;
+        params.push(("sign".into(), sign));
+        Ok(SignedRequest {
+            method: method.to_owned(),
+            params,
+            sign_content,
+            charset,
+        })
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The URL query string (common parameters and `sign`).
+    pub fn query_string(&self) -> Result<String, EncodeError> {
+        form::encode_pairs(
+            self.params
+                .iter()
+                .filter(|(k, _)| QUERY_PARAMS.contains(&k.as_str()))
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+            self.charset,
+        )
+    }
+
+    /// The form body (`biz_content` and any other parameter).
+    pub fn body(&self) -> Result<String, EncodeError> {
+        form::encode_pairs(
+            self.params
+                .iter()
+                .filter(|(k, _)| !QUERY_PARAMS.contains(&k.as_str()))
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+            self.charset,
+        )
+    }
+
+    /// `Content-Type` of the body.
+    pub fn content_type(&self) -> String {
+        format!(
+            "application/x-www-form-urlencoded;charset={}",
+            self.charset.as_str()
+        )
+    }
+}
+
+/// Builds and signs a request for `api` at instant `now`.
+pub fn build_request<A: AlipayApi>(
+    app: &AppCredentials,
+    api: &A,
+    options: &CallOptions,
+    now: Timestamp,
+) -> Result<SignedRequest, BuildError> {
+    build_raw(app, A::METHOD, api.params()?, options, now)
+}
+
+/// Builds and signs a request from raw API parameters (for forwarding requests
+/// whose method is only known at run time).
+pub fn build_raw(
+    app: &AppCredentials,
+    method: &str,
+    api_params: ApiParams,
+    options: &CallOptions,
+    now: Timestamp,
+) -> Result<SignedRequest, BuildError> {
+    let mut params: Vec<(String, String)> = vec![
+        ("app_id".into(), app.app_id.clone()),
+        ("method".into(), method.to_owned()),
+        ("format".into(), "JSON".into()),
+        ("charset".into(), app.charset.as_str().into()),
+        ("sign_type".into(), app.sign_type.as_str().into()),
+        ("timestamp".into(), format_beijing(now)),
+        ("version".into(), "1.0".into()),
+    ];
+    let mut push = |k: &str, v: &Option<String>| {
+        if let Some(v) = v {
+            params.push((k.to_owned(), v.clone()));
+        }
+    };
+    push("notify_url", &options.notify_url);
+    push("return_url", &options.return_url);
+    push("app_auth_token", &options.app_auth_token);
+    push("auth_token", &options.auth_token);
+    if let Some(sns) = &app.cert_sns {
+        params.push(("app_cert_sn".into(), sns.app_cert_sn.clone()));
+        params.push((
+            "alipay_root_cert_sn".into(),
+            sns.alipay_root_cert_sn.clone(),
+        ));
+    }
+    params.extend(api_params.extra);
+    if let Some(biz) = api_params.biz_content {
+        match &app.aes_key {
+            Some(aes) => {
+                params.push(("encrypt_type".into(), "AES".into()));
+                params.push(("biz_content".into(), aes.encrypt(&biz)?));
+            }
+            None => params.push(("biz_content".into(), biz)),
+        }
+    }
+    SignedRequest::sign(method, params, &app.private_key, app.sign_type, app.charset)
+}
