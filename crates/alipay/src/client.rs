@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::api::{AlipayApi, ApiParams};
+use crate::form::Charset;
 use crate::keys::PublicKey;
 use crate::request::{AppCredentials, BuildError, CallOptions, SignedRequest, build_raw};
 use crate::response::{Outcome, ResponseCheck, UnknownReason, classify, verify_response};
@@ -20,7 +21,8 @@ pub struct ClientConfig {
     /// Certificate mode: the SN of Alipay's public-key certificate.
     pub alipay_cert_sn: Option<String>,
     pub connect_timeout: Duration,
-    /// Limit for the whole exchange after connecting (send and read).
+    /// Limit for each wait for the server to send; the whole exchange is also
+    /// bounded by `connect_timeout + read_timeout`.
     pub read_timeout: Duration,
 }
 
@@ -50,8 +52,11 @@ impl AlipayClient {
         config: ClientConfig,
         clock: Arc<dyn Clock>,
     ) -> Result<AlipayClient, ClientBuildError> {
+        // `read_timeout` bounds each wait for the server; the total bounds a
+        // server that trickles bytes forever.
         let http = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
+            .read_timeout(config.read_timeout)
             .timeout(config.connect_timeout + config.read_timeout)
             .pool_max_idle_per_host(64)
             .build()
@@ -142,15 +147,16 @@ impl AlipayClient {
                 None,
             );
         }
+        let body_charset = response_charset(&response).unwrap_or(self.config.app.charset);
         let bytes = match response.bytes().await {
             Ok(b) => b,
             Err(e) => return (Outcome::Unknown(transport_reason(&e)), None),
         };
-        let Some(text) = self.config.app.charset.decode(&bytes) else {
+        let Some(text) = body_charset.decode(&bytes) else {
             return (
                 Outcome::Unknown(UnknownReason::BadBody(format!(
                     "the response is not valid {}",
-                    self.config.app.charset.as_str()
+                    body_charset.as_str()
                 ))),
                 None,
             );
@@ -158,12 +164,31 @@ impl AlipayClient {
         let check = ResponseCheck {
             alipay_public_key: &self.config.alipay_public_key,
             sign_type: self.config.app.sign_type,
+            charset: self.config.app.charset,
             aes: self.config.app.aes_key.as_ref(),
             alipay_cert_sn: self.config.alipay_cert_sn.as_deref(),
         };
         let outcome = classify(verify_response(&text, &request.method, check));
         (outcome, Some(text))
     }
+}
+
+/// The charset named by the response's `Content-Type`, as the Java SDK reads
+/// the body (falling back to the request's charset when none is named).
+fn response_charset(response: &reqwest::Response) -> Option<Charset> {
+    let content_type = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)?
+        .to_str()
+        .ok()?;
+    content_type.split(';').find_map(|param| {
+        let (name, value) = param.split_once('=')?;
+        if name.trim().eq_ignore_ascii_case("charset") {
+            Charset::parse(value.trim().trim_matches('"'))
+        } else {
+            None
+        }
+    })
 }
 
 fn transport_reason(e: &reqwest::Error) -> UnknownReason {

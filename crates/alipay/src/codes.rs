@@ -291,12 +291,16 @@ pub fn sub_code(sub_code: &str) -> Option<&'static SubCode> {
 }
 
 /// Whether a response with this code and `sub_code` proves nothing happened
-/// (`false`: the outcome is unknown and must be queried).
+/// (`false`: the outcome is unknown and must be queried). A failure is never
+/// definite when its action is [`Action::Query`], so a [`Failure`] never
+/// carries that action.
+///
+/// [`Failure`]: crate::response::Failure
 pub fn is_definite(code: Code, sub_code: Option<&str>) -> bool {
     match code {
         Code::Success | Code::InProgress => true,
         Code::ServiceUnavailable => false,
-        _ => !matches!(sub_code, Some(s) if s.ends_with("SYSTEM_ERROR")),
+        _ => action_for(code, sub_code) != Action::Query,
     }
 }
 
@@ -305,13 +309,14 @@ pub fn action_for(code: Code, sub_code: Option<&str>) -> Action {
     if let Some(known) = sub_code.and_then(self::sub_code) {
         return known.action;
     }
+    // `ACQ.SYSTEM_ERROR`, its `AQC.` typo and whatever prefix comes next.
+    if sub_code.is_some_and(|s| s.ends_with("SYSTEM_ERROR")) {
+        return Action::Query;
+    }
     match code {
         Code::Success | Code::InProgress | Code::ServiceUnavailable => Action::Query,
         Code::InsufficientTokenPermissions => Action::Reauthorize,
         Code::CallLimited => Action::RetryLater,
-        Code::BusinessFailed if sub_code.is_some_and(|s| s.ends_with("SYSTEM_ERROR")) => {
-            Action::Query
-        }
         Code::MissingArguments
         | Code::InvalidArguments
         | Code::InsufficientConditions

@@ -192,8 +192,9 @@ pub enum SignScope {
 }
 
 /// Builds the sign content: the parameters of `scope`, keys sorted bytewise,
-/// `key=value` joined by `&`, raw values. Blank values are dropped unless
-/// `keep_blank` (the official Node SDK signs `key=` for empty values).
+/// `key=value` joined by `&`, raw values. Parameters with a blank key are always
+/// dropped (the Java SDK's `areNotEmpty(key, value)`); blank values are dropped
+/// unless `keep_blank` (the official Node SDK signs `key=` for empty values).
 pub fn sign_content<'a, I>(params: I, scope: SignScope, keep_blank: bool) -> String
 where
     I: IntoIterator<Item = (&'a str, &'a str)>,
@@ -205,7 +206,7 @@ where
                 SignScope::Request => *key == "sign",
                 SignScope::Notification => *key == "sign" || *key == "sign_type",
             };
-            !excluded && !key.is_empty() && (keep_blank || !is_blank(value))
+            !excluded && !is_blank(key) && (keep_blank || !is_blank(value))
         })
         .collect();
     kept.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));

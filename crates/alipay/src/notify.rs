@@ -4,7 +4,11 @@
 //!
 //! Verification decodes the form once, refuses repeated fields, signs over every
 //! field but `sign` and `sign_type` with blank values dropped, sorted, in the
-//! notification's charset, with the hash its `sign_type` names.
+//! notification's charset, with the hash its `sign_type` names. Like the
+//! official Node and Python SDKs it also accepts a signature over the content
+//! with blank fields kept.
+
+use std::collections::HashSet;
 
 use crate::form::{self, Charset, SignScope};
 use crate::keys::{PrivateKey, PublicKey, SignError, SignType};
@@ -61,11 +65,13 @@ impl Notification {
             }
         };
         let mut fields: Vec<(String, String)> = Vec::with_capacity(pairs.len());
+        let mut seen = HashSet::with_capacity(pairs.len());
         for (k, v) in pairs {
             let undecodable = || NotifyError::Undecodable(charset.as_str());
             let key = charset.decode(&k).ok_or_else(undecodable)?;
             let value = charset.decode(&v).ok_or_else(undecodable)?;
-            if fields.iter().any(|(existing, _)| *existing == key) {
+            // Compared decoded: GBK has two byte forms of some characters.
+            if !seen.insert(key.clone()) {
                 return Err(NotifyError::RepeatedField(key));
             }
             fields.push((key, value));
@@ -86,11 +92,16 @@ impl Notification {
             .filter(|v| !form::is_blank(v))
     }
 
+    /// The documented sign content: blank fields dropped.
     pub fn sign_content(&self) -> String {
+        self.sign_content_with(false)
+    }
+
+    fn sign_content_with(&self, keep_blank: bool) -> String {
         form::sign_content(
             self.fields.iter().map(|(k, v)| (k.as_str(), v.as_str())),
             SignScope::Notification,
-            false,
+            keep_blank,
         )
     }
 
@@ -114,10 +125,24 @@ impl Notification {
             });
         }
         let content = self.sign_content();
-        let bytes = self.charset.encode(&content)?;
-        key.verify(sign_type, &bytes, sign)
-            .map_err(|_| NotifyError::BadSignature(content.clone()))?;
-        Ok(sign_type)
+        if key
+            .verify(sign_type, &self.charset.encode(&content)?, sign)
+            .is_ok()
+        {
+            return Ok(sign_type);
+        }
+        // The official Node and Python SDKs keep blank fields when they verify
+        // (protocol.md §6.3), so a signature over `key=` is one they accept; it
+        // covers every non-blank field just the same.
+        if self.fields.iter().any(|(_, v)| form::is_blank(v)) {
+            let with_blank = self.sign_content_with(true);
+            if let Ok(bytes) = self.charset.encode(&with_blank)
+                && key.verify(sign_type, &bytes, sign).is_ok()
+            {
+                return Ok(sign_type);
+            }
+        }
+        Err(NotifyError::BadSignature(content))
     }
 }
 

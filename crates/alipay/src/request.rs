@@ -97,8 +97,8 @@ pub struct SignedRequest {
 }
 
 impl SignedRequest {
-    /// Signs the given parameters (everything but `sign`): drops blank values
-    /// (never sent, never signed), signs, appends `sign`.
+    /// Signs the given parameters (everything but `sign`): drops blank keys and
+    /// values (never sent, never signed), signs, appends `sign`.
     pub fn sign(
         method: &str,
         params: Vec<(String, String)>,
@@ -108,7 +108,7 @@ impl SignedRequest {
     ) -> Result<SignedRequest, BuildError> {
         let params: Vec<(String, String)> = params
             .into_iter()
-            .filter(|(k, v)| k != "sign" && !form::is_blank(v))
+            .filter(|(k, v)| k != "sign" && !form::is_blank(k) && !form::is_blank(v))
             .collect();
         let sign_content = form::sign_content(
             params.iter().map(|(k, v)| (k.as_str(), v.as_str())),

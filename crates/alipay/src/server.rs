@@ -7,6 +7,8 @@
 //! request invalid; checks run in Alipay's order (app → signature → the rest),
 //! and every refusal is an [`ErrorReply`] with Alipay's code and `sub_code`.
 
+use std::collections::HashSet;
+
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -153,39 +155,48 @@ impl IncomingRequest {
         let charset = match pairs.iter().find(|(k, _)| k == b"charset") {
             None => Charset::Utf8,
             Some((_, v)) => {
-                let text = std::str::from_utf8(v).unwrap_or_default();
-                Charset::parse(text).ok_or_else(|| {
-                    ErrorReply::new(
-                        Code::InvalidArguments,
-                        "isv.invalid-charset",
-                        format!("字符集错误: charset {text:?} is not utf-8 or gbk"),
-                    )
-                })?
+                let text = String::from_utf8_lossy(v);
+                Charset::parse(&text).ok_or_else(|| unknown_charset(&text))?
             }
         };
         let mut params: Vec<(String, String)> = Vec::with_capacity(pairs.len());
         for (k, v) in pairs {
             let key = charset.decode(&k).ok_or_else(|| bad_charset(charset))?;
             let value = charset.decode(&v).ok_or_else(|| bad_charset(charset))?;
-            if params.iter().any(|(existing, _)| *existing == key) {
-                return Err(ErrorReply::invalid_parameter(format!(
-                    "parameter {key} is given more than once"
-                )));
-            }
             params.push((key, value));
         }
-        Ok(IncomingRequest { params, charset })
+        IncomingRequest::from_decoded(params, charset)
     }
 
-    /// Builds a request from already decoded parameters (tests, in-process calls).
+    /// Builds a request from already decoded parameters (tests, in-process
+    /// calls): the text is taken as is, `charset` only says which bytes the
+    /// signature covers.
     pub fn from_params<K: Into<String>, V: Into<String>>(
         params: impl IntoIterator<Item = (K, V)>,
     ) -> Result<IncomingRequest, ErrorReply> {
-        let pairs = params
+        let params: Vec<(String, String)> = params
             .into_iter()
-            .map(|(k, v)| (k.into().into_bytes(), v.into().into_bytes()))
+            .map(|(k, v)| (k.into(), v.into()))
             .collect();
-        IncomingRequest::from_byte_pairs(pairs)
+        let charset = match params.iter().find(|(k, _)| k == "charset") {
+            None => Charset::Utf8,
+            Some((_, text)) => Charset::parse(text).ok_or_else(|| unknown_charset(text))?,
+        };
+        IncomingRequest::from_decoded(params, charset)
+    }
+
+    fn from_decoded(
+        params: Vec<(String, String)>,
+        charset: Charset,
+    ) -> Result<IncomingRequest, ErrorReply> {
+        // A set, not a scan: a 1 MiB body can carry a few hundred thousand keys.
+        let mut seen = HashSet::with_capacity(params.len());
+        if let Some((key, _)) = params.iter().find(|(key, _)| !seen.insert(key.as_str())) {
+            return Err(ErrorReply::invalid_parameter(format!(
+                "parameter {key} is given more than once"
+            )));
+        }
+        Ok(IncomingRequest { params, charset })
     }
 
     pub fn params(&self) -> &[(String, String)] {
@@ -389,6 +400,14 @@ pub struct Authenticated {
     pub sign_type: SignType,
 }
 
+fn unknown_charset(text: &str) -> ErrorReply {
+    ErrorReply::new(
+        Code::InvalidArguments,
+        "isv.invalid-charset",
+        format!("字符集错误: charset {text:?} is not utf-8 or gbk"),
+    )
+}
+
 fn bad_charset(charset: Charset) -> ErrorReply {
     ErrorReply::new(
         Code::InvalidArguments,
@@ -440,6 +459,30 @@ pub fn write_response(
     node_json: &str,
     signing: Option<ResponseSigning<'_>>,
 ) -> String {
+    // UTF-8 can write any text, so there is no error to report.
+    write_envelope(Charset::Utf8, response_key, node_json, signing).unwrap_or_default()
+}
+
+/// As [`write_response`], for a caller whose request named `charset`: the body
+/// is written in `charset` and the signature covers the node's bytes in it,
+/// which is what the Java and Python SDKs verify for such a caller. Send it
+/// with `Content-Type: text/html;charset=<charset>`.
+pub fn write_response_in(
+    charset: Charset,
+    response_key: &str,
+    node_json: &str,
+    signing: Option<ResponseSigning<'_>>,
+) -> Result<Vec<u8>, form::EncodeError> {
+    let text = write_envelope(charset, response_key, node_json, signing)?;
+    Ok(charset.encode(&text)?.into_owned())
+}
+
+fn write_envelope(
+    charset: Charset,
+    response_key: &str,
+    node_json: &str,
+    signing: Option<ResponseSigning<'_>>,
+) -> Result<String, form::EncodeError> {
     let node_text = match signing.and_then(|s| s.aes) {
         Some(aes) => match aes.encrypt(node_json) {
             Ok(cipher) => format!("\"{cipher}\""),
@@ -447,6 +490,7 @@ pub fn write_response(
         },
         None => node_json.to_owned(),
     };
+    let node_bytes = charset.encode(&node_text)?;
     let key_json = serde_json::to_string(response_key).unwrap_or_default();
     let mut out = String::with_capacity(node_text.len() + 400);
     out.push('{');
@@ -458,14 +502,14 @@ pub fn write_response(
             out.push_str(",\"alipay_cert_sn\":");
             out.push_str(&serde_json::to_string(sn).unwrap_or_default());
         }
-        if let Ok(sign) = s.key.sign(s.sign_type, node_text.as_bytes()) {
+        if let Ok(sign) = s.key.sign(s.sign_type, &node_bytes) {
             out.push_str(",\"sign\":\"");
             out.push_str(&sign);
             out.push('"');
         }
     }
     out.push('}');
-    out
+    Ok(out)
 }
 
 /// A success node: `{"code":"10000","msg":"Success", …body}` (or 10003).
@@ -510,6 +554,31 @@ mod tests {
         };
         let err = IncomingRequest::parse(repeated).unwrap_err();
         assert_eq!(err.sub_code, "isv.invalid-parameter");
+    }
+
+    #[test]
+    fn a_gbk_response_is_signed_over_its_gbk_bytes() {
+        let key = PrivateKey::generate_2048().unwrap();
+        let node = r#"{"code":"10000","msg":"Success","store_name":"测试门店"}"#;
+        let signing = ResponseSigning {
+            key: &key,
+            sign_type: SignType::Rsa2,
+            cert_sn: None,
+            aes: None,
+        };
+        let bytes = write_response_in(Charset::Gbk, "a_response", node, Some(signing)).unwrap();
+        let text = Charset::Gbk.decode(&bytes).unwrap();
+        let check = crate::response::ResponseCheck {
+            charset: Charset::Gbk,
+            ..crate::response::ResponseCheck::new(key.public_key(), SignType::Rsa2)
+        };
+        let verified = crate::response::verify_response(&text, "a", check).unwrap();
+        assert_eq!(verified.node_json, node);
+        let utf8 = crate::response::ResponseCheck::new(key.public_key(), SignType::Rsa2);
+        assert!(crate::response::verify_response(&text, "a", utf8).is_err());
+        assert!(
+            write_response_in(Charset::Gbk, "a_response", "{\"x\":\"😀\"}", Some(signing)).is_err()
+        );
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! Typed requests and responses, one struct per API, behind one trait.
 //!
 //! Adding an API is a request struct, a response struct and one line of
-//! [`biz_api!`]. Every struct keeps fields it does not model in `extra`, so a
-//! request forwarded upstream loses nothing and a newer response field is kept.
+//! [`biz_api!`](crate::biz_api). Every struct keeps fields it does not model in
+//! `extra`, so a request forwarded upstream loses nothing and a newer response
+//! field is kept.
 //! Amounts are [`Fen`](crate::Fen) (yuan strings at the wire), times
 //! [`BeijingTime`](crate::BeijingTime).
 
