@@ -1,0 +1,303 @@
+//! Persistence for the acquirer: SQLite (embedded, the default) and
+//! PostgreSQL through one code path (`sqlx::Any`), with runtime queries and
+//! embedded migrations for each backend.
+//!
+//! Code map:
+//! - [`Store::connect`] (here): opens either backend and migrates it.
+//! - `channels`, `merchants`: the registries (identity uniqueness is UNIQUE
+//!   constraints; `source` changes are audited).
+//! - `trades`: trade intents (idempotent by `(channel, out_trade_no)`) and
+//!   **the single write path** [`Store::apply_observation`], which runs the
+//!   core transition with compare-and-set and writes the ledger journal, the
+//!   outbox row and the next closed-loop job in the same transaction.
+//! - `refunds`: the atomic refund reservation and refund outcomes.
+//! - `ledger`: journals read back and checked.
+//! - `outbox`: channel notifications and their delivery bookkeeping.
+//! - `jobs`: leased background jobs, claimable by several gateway processes.
+//!
+//! **Conventions.** Money is BIGINT fen and time BIGINT epoch milliseconds on
+//! both backends, so rows decode the same way. Time is always passed in by the
+//! caller (the gateway's `Clock`); SQL never reads the database clock.
+//! Every write that spans rows is one transaction: on SQLite it starts with
+//! `BEGIN IMMEDIATE` (writers queue on the lock instead of failing when a read
+//! would have to become a write); on PostgreSQL the rows it reads are locked
+//! with `FOR UPDATE`.
+//!
+//! **Jobs the store enqueues itself**, in the transaction of the write that
+//! makes them necessary (the gateway runs them; each is idempotent):
+//! - [`TRADE_STEP_JOB`]: the closed loop's next step of a trade (poll, query,
+//!   cancel), due when `jianlian_core::closed_loop::plan` says; one per trade
+//!   version, so a superseded job is recognised as stale. The first one is
+//!   enqueued with the intent, so a trade whose answer is lost still resolves.
+//! - [`NOTIFY_JOB`]: delivery of one outbox row to the channel; record the
+//!   result with [`Store::notification_delivered`] or
+//!   [`Store::notification_failed`].
+//! - [`REFUND_CONFIRM_JOB`]: a refund query for a refund whose outcome is not
+//!   known (after the reservation, as a crash guard, and 10 s after an
+//!   unconfirmed answer).
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{Any, AnyPool, Connection, Executor, Transaction};
+
+mod channels;
+mod jobs;
+mod ledger;
+mod merchants;
+mod outbox;
+mod refunds;
+mod rows;
+mod trades;
+
+pub use jobs::{Job, JobFate, JobState, NewJob};
+pub use merchants::MerchantFilter;
+pub use outbox::NOTIFY_JOB;
+pub use refunds::{REFUND_CONFIRM_JOB, Reservation};
+pub use trades::{Inserted, TRADE_STEP_JOB};
+
+use jianlian_core::closed_loop::LoopPolicy;
+
+/// Which database a store talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database URL {0:?} is neither sqlite://… nor postgres://…")]
+    UnsupportedUrl(String),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("{what} {key} does not exist")]
+    NotFound { what: &'static str, key: String },
+    /// A uniqueness rule refused the write; the message says which.
+    #[error("{0}")]
+    Duplicate(String),
+    /// The request itself is unacceptable; the message says why.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+    #[error(
+        "{what} {key} kept changing under concurrent writers; gave up after {attempts} attempts"
+    )]
+    Contended {
+        what: &'static str,
+        key: String,
+        attempts: u32,
+    },
+    #[error("job {job} is no longer leased by {worker}")]
+    LeaseLost { job: i64, worker: String },
+    #[error(transparent)]
+    Transition(#[from] jianlian_core::trade::TransitionError),
+    #[error(transparent)]
+    Refund(#[from] jianlian_core::refund::RefundError),
+    #[error(transparent)]
+    Merchant(#[from] jianlian_core::merchant::MerchantError),
+    #[error(transparent)]
+    Channel(#[from] jianlian_core::channel::ChannelError),
+    #[error(transparent)]
+    Ledger(#[from] jianlian_core::ledger::LedgerError),
+    #[error(transparent)]
+    Intent(#[from] jianlian_core::trade::IntentError),
+    #[error(transparent)]
+    Id(#[from] jianlian_core::ids::IdError),
+}
+
+impl StoreError {
+    pub(crate) fn corrupt(what: impl std::fmt::Display) -> StoreError {
+        StoreError::Corrupt(what.to_string())
+    }
+
+    /// The database message when `e` is a unique-constraint violation.
+    pub(crate) fn unique_violation(e: &sqlx::Error) -> Option<String> {
+        match e {
+            sqlx::Error::Database(db) if db.is_unique_violation() => Some(format!(
+                "{} {}",
+                db.constraint().unwrap_or_default(),
+                db.message()
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// How many times a compare-and-set write is retried before giving up.
+pub(crate) const CAS_ATTEMPTS_MAX: u32 = 16;
+
+/// Connections per pool: enough for the gateway's concurrency, bounded.
+const POOL_CONNECTIONS_MAX: u32 = 16;
+/// How long a caller waits for a pooled connection.
+const POOL_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The store: a pool on one backend plus the closed-loop policy used to plan
+/// each trade's next step when a change is written.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+    policy: LoopPolicy,
+}
+
+impl Store {
+    /// Opens `sqlite://PATH` (created if missing, WAL, busy timeout, foreign
+    /// keys) or `postgres://…`, and runs the embedded migrations.
+    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
+            return Err(StoreError::UnsupportedUrl(url.to_owned()));
+        };
+        let url = match backend {
+            Backend::Sqlite => sqlite_url(url)?,
+            Backend::Postgres => url.to_owned(),
+        };
+        let options = AnyConnectOptions::from_str(&url)?;
+        if backend == Backend::Sqlite {
+            // WAL is a property of the file: set it once, before the pool opens
+            // connections that would hold it up.
+            let mut conn = sqlx::AnyConnection::connect_with(&options).await?;
+            conn.execute("PRAGMA journal_mode = WAL").await?;
+            conn.close().await?;
+        }
+        let pool = AnyPoolOptions::new()
+            .max_connections(POOL_CONNECTIONS_MAX)
+            .acquire_timeout(POOL_ACQUIRE_TIMEOUT)
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // Writers queue for SQLite's single lock (30 s) instead
+                        // of failing at once under load.
+                        conn.execute("PRAGMA busy_timeout = 30000").await?;
+                        conn.execute("PRAGMA foreign_keys = ON").await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await?;
+        match backend {
+            Backend::Sqlite => sqlx::migrate!("migrations/sqlite").run(&pool).await?,
+            Backend::Postgres => sqlx::migrate!("migrations/postgres").run(&pool).await?,
+        }
+        Ok(Store {
+            pool,
+            backend,
+            policy: LoopPolicy::default(),
+        })
+    }
+
+    /// The same store with another closed-loop policy.
+    pub fn with_policy(mut self, policy: LoopPolicy) -> Store {
+        self.policy = policy;
+        self
+    }
+
+    pub fn policy(&self) -> &LoopPolicy {
+        &self.policy
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Checks the database answers (`/healthz`).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Closes every connection (tests dropping a PostgreSQL schema need it).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Starts a write transaction, for callers that enqueue jobs together
+    /// with their own writes ([`WriteTx::enqueue`]).
+    pub async fn begin(&self) -> Result<WriteTx, StoreError> {
+        Ok(WriteTx {
+            tx: self.begin_write().await?,
+        })
+    }
+
+    pub(crate) async fn begin_write(&self) -> Result<Transaction<'static, Any>, StoreError> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
+    }
+
+    /// Picks the statement for this backend.
+    pub(crate) fn sql(&self, postgres: &'static str, sqlite: &'static str) -> &'static str {
+        match self.backend {
+            Backend::Postgres => postgres,
+            Backend::Sqlite => sqlite,
+        }
+    }
+}
+
+/// Checks a SQLite URL, creates the file's directory, and asks for the file
+/// to be created if missing. In-memory databases are refused: every pooled
+/// connection would see a different, empty database.
+fn sqlite_url(url: &str) -> Result<String, StoreError> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if path.is_empty() || path.contains(":memory:") || query.contains("mode=memory") {
+        return Err(StoreError::UnsupportedUrl(format!(
+            "{url} (the SQLite store needs a file path)"
+        )));
+    }
+    if let Some(dir) = std::path::Path::new(path).parent()
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            StoreError::Invalid(format!(
+                "cannot create the directory {}: {e}",
+                dir.display()
+            ))
+        })?;
+    }
+    Ok(if query.contains("mode=") {
+        url.to_owned()
+    } else if query.is_empty() {
+        format!("{url}?mode=rwc")
+    } else {
+        format!("{url}&mode=rwc")
+    })
+}
+
+/// A write transaction handed to a caller.
+#[derive(Debug)]
+pub struct WriteTx {
+    tx: Transaction<'static, Any>,
+}
+
+impl WriteTx {
+    /// Enqueues a job in this transaction: it exists only if the transaction commits.
+    pub async fn enqueue(&mut self, job: &NewJob) -> Result<Option<i64>, StoreError> {
+        jobs::enqueue_in(&mut self.tx, job).await
+    }
+
+    pub async fn commit(self) -> Result<(), StoreError> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+
+    /// The transaction, for statements of the caller's own.
+    pub fn connection(&mut self) -> &mut sqlx::AnyConnection {
+        &mut self.tx
+    }
+}

@@ -1,0 +1,475 @@
+//! Trades: the idempotent intent insert and **the single write path**.
+//!
+//! [`Store::apply_observation`] is the only way a trade's state changes. In one
+//! transaction it reads the trade (locked on PostgreSQL; SQLite's
+//! `BEGIN IMMEDIATE` already serialises writers), runs the core's
+//! [`jianlian_core::trade::apply_observation`], writes the new row only if the
+//! version is still the one it read (compare-and-set), books the journals the
+//! change carries, queues the channel notification in the outbox, and
+//! enqueues the closed loop's next step as a job. State, books, outbox and
+//! jobs therefore never disagree, whatever crashes when.
+
+use jianlian_core::closed_loop::{self, plan};
+use jianlian_core::fees::FeePolicy;
+use jianlian_core::ids::{AppId, ChannelOrderNo, TradeId, UpstreamOrderNo};
+use jianlian_core::merchant::OnboardingState;
+use jianlian_core::trade::{Applied, Observation, Trade, TradeIntent};
+use jiff::Timestamp;
+use serde_json::json;
+use sqlx::AnyConnection;
+
+use crate::jobs::{NewJob, enqueue_in};
+use crate::rows::{TradeRow, cancel_action_str, ms, to_json, trade_columns};
+use crate::{CAS_ATTEMPTS_MAX, Store, StoreError};
+
+/// The job kind that drives a trade's closed loop. Payload:
+/// `{"trade": id, "version": v}`; a job whose version is no longer the
+/// trade's is stale (a newer job exists) and is completed without action.
+pub const TRADE_STEP_JOB: &str = "trade.step";
+
+/// Attempts of a step job before it is dead (each attempt is one upstream
+/// call that failed to be recorded; the sweeper revives dead ones).
+const STEP_JOB_ATTEMPTS_MAX: u32 = 20;
+
+/// The result of an idempotent insert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inserted<T> {
+    /// This call created it.
+    Created(T),
+    /// It already existed; here it is.
+    Existing(T),
+}
+
+impl<T> Inserted<T> {
+    pub fn into_inner(self) -> T {
+        match self {
+            Inserted::Created(t) | Inserted::Existing(t) => t,
+        }
+    }
+
+    pub fn is_created(&self) -> bool {
+        matches!(self, Inserted::Created(_))
+    }
+}
+
+fn step_job(trade: &Trade, run_at: Timestamp) -> NewJob {
+    NewJob {
+        kind: TRADE_STEP_JOB.to_owned(),
+        dedupe_key: format!("{TRADE_STEP_JOB}:{}:{}", trade.id, trade.version),
+        payload: json!({ "trade": trade.id.get(), "version": trade.version }),
+        run_at,
+        max_attempts: STEP_JOB_ATTEMPTS_MAX,
+    }
+}
+
+impl Store {
+    /// Commits a trade intent before any upstream call (R4, issue item 6).
+    /// The same `(channel, out_trade_no)` always names the same trade, so
+    /// identical concurrent requests create exactly one; the others get
+    /// [`Inserted::Existing`] (compare with [`TradeIntent::matches`]). The
+    /// first closed-loop step is enqueued in the same transaction, so a trade
+    /// whose answer is never recorded is still resolved.
+    pub async fn insert_trade_intent(
+        &self,
+        intent: &TradeIntent,
+    ) -> Result<Inserted<Trade>, StoreError> {
+        intent.check()?;
+        let mut tx = self.begin_write().await?;
+        check_routing_in(&mut tx, intent).await?;
+        let expires_at = self
+            .policy
+            .expires_at(intent.kind, intent.created_at, intent.timeout);
+        let id: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO trades (kind, channel_app_id, merchant_id, smid, store_code, terminal_id, \
+             channel_out_trade_no, upstream_out_trade_no, subject, total_amount, notify_url, \
+             created_at, expires_at, state, cancel_action, state_since, flags, fund_bills, \
+             progress, version) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, $8, $9, $10, $11, $12, 'created', NULL, \
+             $11, 0, '[]', '{}', 0) \
+             ON CONFLICT (channel_app_id, channel_out_trade_no) DO NOTHING RETURNING id",
+        )
+        .bind(intent.kind.as_str())
+        .bind(intent.channel.as_str().to_owned())
+        .bind(intent.merchant.get())
+        .bind(intent.smid.as_str().to_owned())
+        .bind(intent.store.as_str().to_owned())
+        .bind(intent.terminal.as_str().to_owned())
+        .bind(intent.channel_order_no.as_str().to_owned())
+        .bind(intent.subject.clone())
+        .bind(intent.total_amount.get())
+        .bind(intent.notify_url.clone())
+        .bind(ms(intent.created_at))
+        .bind(ms(expires_at))
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(id) = id else {
+            tx.commit().await?;
+            let existing = self
+                .trade_by_channel_order(&intent.channel, &intent.channel_order_no)
+                .await?
+                .ok_or_else(|| StoreError::NotFound {
+                    what: "trade",
+                    key: format!("{}/{}", intent.channel, intent.channel_order_no),
+                })?;
+            return Ok(Inserted::Existing(existing));
+        };
+        let trade = Trade::from_intent(crate::rows::trade_id(id)?, intent.clone(), &self.policy);
+        // Version 0 is the placeholder row; the full row is version 1.
+        if update_trade_in(&mut tx, &trade, 0).await? != 1 {
+            return Err(StoreError::corrupt(format!(
+                "trade {id} vanished while inserted"
+            )));
+        }
+        if let Some(next) = plan(&trade, &self.policy) {
+            enqueue_in(&mut tx, &step_job(&trade, next.due_at)).await?;
+        }
+        tx.commit().await?;
+        Ok(Inserted::Created(trade))
+    }
+
+    pub async fn trade(&self, id: TradeId) -> Result<Option<Trade>, StoreError> {
+        let row: Option<TradeRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            trade_columns!(),
+            " FROM trades WHERE id = $1 AND version > 0"
+        ))
+        .bind(id.get())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(Trade::try_from).transpose()
+    }
+
+    /// The trade a channel knows by its `out_trade_no`.
+    pub async fn trade_by_channel_order(
+        &self,
+        channel: &AppId,
+        order_no: &ChannelOrderNo,
+    ) -> Result<Option<Trade>, StoreError> {
+        let row: Option<TradeRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            trade_columns!(),
+            " FROM trades WHERE channel_app_id = $1 AND channel_out_trade_no = $2 AND version > 0"
+        ))
+        .bind(channel.as_str().to_owned())
+        .bind(order_no.as_str().to_owned())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(Trade::try_from).transpose()
+    }
+
+    /// The trade Alipay knows by the gateway's `out_trade_no` (notifications).
+    pub async fn trade_by_upstream_order(
+        &self,
+        order_no: &UpstreamOrderNo,
+    ) -> Result<Option<Trade>, StoreError> {
+        let row: Option<TradeRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            trade_columns!(),
+            " FROM trades WHERE upstream_out_trade_no = $1"
+        ))
+        .bind(order_no.as_str().to_owned())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(Trade::try_from).transpose()
+    }
+
+    /// Trades of some channels (the visibility rule's result), newest first
+    /// (`limit` capped at 1000).
+    pub async fn trades_of_channels(
+        &self,
+        channels: &[AppId],
+        limit: u32,
+    ) -> Result<Vec<Trade>, StoreError> {
+        let limit = limit.clamp(1, 1_000);
+        let mut trades = Vec::new();
+        for channel in channels {
+            let rows: Vec<TradeRow> = sqlx::query_as(concat!(
+                "SELECT ",
+                trade_columns!(),
+                " FROM trades WHERE channel_app_id = $1 AND version > 0 ORDER BY id DESC LIMIT $2"
+            ))
+            .bind(channel.as_str().to_owned())
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+            for row in rows {
+                trades.push(Trade::try_from(row)?);
+            }
+        }
+        trades.sort_by_key(|t| std::cmp::Reverse(t.id));
+        trades.truncate(usize::try_from(limit).unwrap_or(1_000));
+        Ok(trades)
+    }
+
+    /// How many trades are in each state (a metric), by state name.
+    pub async fn trade_counts(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT state, COUNT(*) FROM trades WHERE version > 0 GROUP BY state ORDER BY state",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(state, n)| Ok((state, u64::try_from(n).map_err(StoreError::corrupt)?)))
+            .collect()
+    }
+
+    /// Trades the closed loop has not resolved yet, oldest expiry first.
+    pub async fn unresolved_trades(&self, limit: u32) -> Result<Vec<Trade>, StoreError> {
+        let rows: Vec<TradeRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            trade_columns!(),
+            " FROM trades WHERE state IN ('created', 'unknown', 'paying') AND version > 0 \
+             ORDER BY expires_at, id LIMIT $1"
+        ))
+        .bind(i64::from(limit.clamp(1, 10_000)))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(Trade::try_from).collect()
+    }
+
+    /// The sweeper: unresolved trades past their deadline
+    /// ([`closed_loop::deadline`]) at `now`.
+    pub async fn overdue_trades(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<Trade>, StoreError> {
+        let trades = self.unresolved_trades(limit).await?;
+        Ok(trades
+            .into_iter()
+            .filter(|t| closed_loop::is_overdue(t, &self.policy, now))
+            .collect())
+    }
+
+    /// The sweeper's remedy: makes sure the trade's current step job is
+    /// queued (reviving it if it died), due at `now` at the latest.
+    pub async fn requeue_trade_step(
+        &self,
+        id: TradeId,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let Some(trade) = self.trade(id).await? else {
+            return Err(StoreError::NotFound {
+                what: "trade",
+                key: id.to_string(),
+            });
+        };
+        let Some(next) = plan(&trade, &self.policy) else {
+            return Ok(false);
+        };
+        let job = step_job(&trade, next.due_at.min(now));
+        let mut tx = self.begin_write().await?;
+        if enqueue_in(&mut tx, &job).await?.is_none() {
+            crate::jobs::revive_in(&mut tx, &job.dedupe_key, job.run_at, ms(now)).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// **The single write path for trade state.** Applies `observation` at
+    /// `now`; returns the trade as it now is and whether it changed.
+    pub async fn apply_observation(
+        &self,
+        id: TradeId,
+        observation: &Observation,
+        now: Timestamp,
+    ) -> Result<(Trade, bool), StoreError> {
+        for _ in 0..CAS_ATTEMPTS_MAX {
+            let mut tx = self.begin_write().await?;
+            let trade = self.lock_trade_in(&mut tx, id).await?;
+            match apply_in(&mut tx, &self.policy, &trade, observation, now).await? {
+                Write::NoOp => {
+                    tx.rollback().await?;
+                    return Ok((trade, false));
+                }
+                // Another writer got there first: read again and re-apply.
+                Write::Stale => {
+                    tx.rollback().await?;
+                    continue;
+                }
+                Write::Changed(trade) => {
+                    tx.commit().await?;
+                    return Ok((*trade, true));
+                }
+            }
+        }
+        Err(StoreError::Contended {
+            what: "trade",
+            key: id.to_string(),
+            attempts: CAS_ATTEMPTS_MAX,
+        })
+    }
+
+    /// Locks and reads a trade in the caller's transaction.
+    pub(crate) async fn lock_trade_in(
+        &self,
+        conn: &mut AnyConnection,
+        id: TradeId,
+    ) -> Result<Trade, StoreError> {
+        let select = self.sql(
+            concat!(
+                "SELECT ",
+                trade_columns!(),
+                " FROM trades WHERE id = $1 AND version > 0 FOR UPDATE"
+            ),
+            concat!(
+                "SELECT ",
+                trade_columns!(),
+                " FROM trades WHERE id = $1 AND version > 0"
+            ),
+        );
+        let row: Option<TradeRow> = sqlx::query_as(select)
+            .bind(id.get())
+            .fetch_optional(&mut *conn)
+            .await?;
+        Trade::try_from(row.ok_or(StoreError::NotFound {
+            what: "trade",
+            key: id.to_string(),
+        })?)
+    }
+}
+
+/// What a write of a trade change did.
+pub(crate) enum Write {
+    NoOp,
+    /// The row moved on since it was read.
+    Stale,
+    Changed(Box<Trade>),
+}
+
+/// Runs the core transition on `trade` (read in this transaction) and writes
+/// the change with its journals, outbox row and next step job.
+pub(crate) async fn apply_in(
+    conn: &mut AnyConnection,
+    policy: &jianlian_core::closed_loop::LoopPolicy,
+    trade: &Trade,
+    observation: &Observation,
+    now: Timestamp,
+) -> Result<Write, StoreError> {
+    let fees = merchant_fees_in(&mut *conn, trade).await?;
+    let change = match jianlian_core::trade::apply_observation(trade, observation, now, fees)? {
+        Applied::NoOp => return Ok(Write::NoOp),
+        Applied::Changed(change) => change,
+    };
+    if update_trade_in(&mut *conn, &change.trade, trade.version).await? != 1 {
+        return Ok(Write::Stale);
+    }
+    for journal in &change.journals {
+        crate::ledger::insert_journal_in(&mut *conn, journal).await?;
+    }
+    if let Some(notice) = change.notice {
+        crate::outbox::insert_in(&mut *conn, &change.trade, notice.status, now).await?;
+    }
+    if let Some(next) = plan(&change.trade, policy) {
+        enqueue_in(&mut *conn, &step_job(&change.trade, next.due_at)).await?;
+    }
+    Ok(Write::Changed(Box::new(change.trade)))
+}
+
+/// R2.2 and R3.2, enforced where the intent is written: the smid is the
+/// merchant's own and onboarded, and the store and terminal are registered.
+async fn check_routing_in(
+    conn: &mut AnyConnection,
+    intent: &TradeIntent,
+) -> Result<(), StoreError> {
+    // Which channel may route the merchant (itself or a parent channel) is
+    // the visibility rule, applied by the caller with the channel tree.
+    let merchant: Option<(Option<String>, String)> =
+        sqlx::query_as("SELECT smid, state FROM merchants WHERE id = $1")
+            .bind(intent.merchant.get())
+            .fetch_optional(&mut *conn)
+            .await?;
+    let Some((smid, state)) = merchant else {
+        return Err(StoreError::NotFound {
+            what: "merchant",
+            key: intent.merchant.to_string(),
+        });
+    };
+    if state != OnboardingState::Onboarded.as_str() || smid.as_deref() != Some(intent.smid.as_str())
+    {
+        return Err(StoreError::Invalid(format!(
+            "sub_merchant_id {} is not the onboarded smid of merchant {}",
+            intent.smid, intent.merchant
+        )));
+    }
+    let registered: Option<i64> = sqlx::query_scalar(
+        "SELECT 1 FROM terminals WHERE merchant_id = $1 AND store_code = $2 AND terminal_id = $3",
+    )
+    .bind(intent.merchant.get())
+    .bind(intent.store.as_str().to_owned())
+    .bind(intent.terminal.as_str().to_owned())
+    .fetch_optional(&mut *conn)
+    .await?;
+    if registered.is_none() {
+        return Err(StoreError::NotFound {
+            what: "store_id/terminal_id",
+            key: format!(
+                "{}/{} of merchant {}",
+                intent.store, intent.terminal, intent.merchant
+            ),
+        });
+    }
+    Ok(())
+}
+
+pub(crate) async fn merchant_fees_in(
+    conn: &mut AnyConnection,
+    trade: &Trade,
+) -> Result<FeePolicy, StoreError> {
+    let (rate_ppm, credit_ppm): (i64, Option<i64>) =
+        sqlx::query_as("SELECT fee_rate_ppm, credit_fee_rate_ppm FROM merchants WHERE id = $1")
+            .bind(trade.merchant.get())
+            .fetch_one(&mut *conn)
+            .await?;
+    let to_rate = |ppm: i64| {
+        u32::try_from(ppm)
+            .ok()
+            .and_then(|p| jianlian_alipay::Rate::from_ppm(p).ok())
+            .ok_or_else(|| StoreError::corrupt(format!("fee rate {ppm} ppm")))
+    };
+    Ok(FeePolicy {
+        rate: to_rate(rate_ppm)?,
+        credit_rate: credit_ppm.map(to_rate).transpose()?,
+    })
+}
+
+/// Writes every mutable column of `trade` if the row is still at `expected`
+/// version; returns the number of rows written (0 or 1).
+pub(crate) async fn update_trade_in(
+    conn: &mut AnyConnection,
+    trade: &Trade,
+    expected: i64,
+) -> Result<u64, StoreError> {
+    let facts = &trade.facts;
+    let done = sqlx::query(
+        "UPDATE trades SET upstream_out_trade_no = $1, expires_at = $2, state = $3, \
+         cancel_action = $4, state_since = $5, flags = $6, trade_no = $7, buyer_user_id = $8, \
+         buyer_logon_id = $9, receipt_amount = $10, buyer_pay_amount = $11, paid_at = $12, \
+         fund_bills = $13, failure = $14, unknown_reason = $15, progress = $16, fee = $17, \
+         fee_amount = $18, version = $19 WHERE id = $20 AND version = $21",
+    )
+    .bind(trade.upstream_order_no.as_str().to_owned())
+    .bind(ms(trade.expires_at))
+    .bind(trade.state.as_str())
+    .bind(cancel_action_str(trade.state))
+    .bind(ms(trade.state_since))
+    .bind(i64::from(trade.flags.bits()))
+    .bind(facts.trade_no.clone())
+    .bind(facts.buyer_user_id.clone())
+    .bind(facts.buyer_logon_id.clone())
+    .bind(facts.receipt_amount.map(|f| f.get()))
+    .bind(facts.buyer_pay_amount.map(|f| f.get()))
+    .bind(facts.paid_at.map(ms))
+    .bind(to_json(&facts.fund_bills)?)
+    .bind(facts.failure.as_ref().map(to_json).transpose()?)
+    .bind(facts.unknown_reason.clone())
+    .bind(to_json(&trade.progress)?)
+    .bind(trade.fee.as_ref().map(to_json).transpose()?)
+    .bind(trade.fee.map(|f| f.fee.get()))
+    .bind(trade.version)
+    .bind(trade.id.get())
+    .bind(expected)
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected())
+}
