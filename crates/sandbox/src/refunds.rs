@@ -1,0 +1,303 @@
+//! Refunds (R10): `alipay.trade.refund` and `alipay.trade.fastpay.refund.query`.
+//! Idempotent `out_request_no`, the funding-source order, the same-day
+//! merchant income check (or the acquirer-level position), the refund window,
+//! cumulative `refund_fee`, fee returns and full refund → `TRADE_CLOSED`.
+
+use jiff::Timestamp;
+
+use jianlian_alipay::api::trade::{
+    TradeRefund, TradeRefundQuery, TradeRefundQueryResponse, TradeRefundResponse, TradeStatus,
+    YesNo,
+};
+use jianlian_alipay::time::beijing_date;
+use jianlian_alipay::{BeijingTime, Code, ErrorReply, Fen};
+
+use crate::api::{Answer, Call, acq, parse_biz, reply};
+use crate::fees;
+use crate::funding;
+use crate::model::{App, Refund, RefundPosition, Trade};
+use crate::state::Core;
+use crate::trades::fund_bills;
+
+impl Core {
+    /// Income of the merchant (or the acquirer) that can cover a refund.
+    fn refund_capacity(&self, trade: &Trade, app: &App, now: Timestamp) -> Fen {
+        let today = beijing_date(now);
+        let mut income: i64 = 0;
+        let scope = |t: &Trade| match app.refund_position {
+            RefundPosition::MerchantDay => t.smid == trade.smid && t.pid == trade.pid,
+            RefundPosition::Acquirer => t.pid == trade.pid,
+        };
+        let same_day = |at: Timestamp| match app.refund_position {
+            RefundPosition::MerchantDay => beijing_date(at) == today,
+            RefundPosition::Acquirer => true,
+        };
+        for t in self.st.trades.values().filter(|t| scope(t)) {
+            if let Some(paid) = t.paid_at
+                && same_day(paid)
+            {
+                income = income.saturating_add(t.receipt_amount().get());
+            }
+            for r in t.refunds.iter().filter(|r| same_day(r.at)) {
+                income = income.saturating_sub(r.merchant_cost.get());
+            }
+        }
+        Fen::new(income.max(0))
+    }
+
+    /// Plans a refund: allocation, merchant cost, balance check, fee return.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn make_refund(
+        &self,
+        trade: &Trade,
+        app: &App,
+        amount: Fen,
+        out_request_no: String,
+        reason: Option<String>,
+        place: Option<(Option<String>, Option<String>, Option<String>)>,
+        by_cancel: bool,
+        now: Timestamp,
+    ) -> Result<Refund, ErrorReply> {
+        let earlier: Vec<_> = trade.refunds.iter().flat_map(|r| r.parts.clone()).collect();
+        let parts = funding::allocate_refund(&trade.funding, &earlier, amount).map_err(|_| {
+            acq(
+                "ACQ.REASON_TRADE_REFUND_FEE_ERR",
+                "the refund amount is more than what is left to refund",
+            )
+        })?;
+        let merchant_vouchers = Fen::sum(
+            parts
+                .iter()
+                .filter(|p| p.channel.is_merchant_funded())
+                .map(|p| p.amount),
+        )
+        .unwrap_or(Fen::ZERO);
+        let merchant_cost = amount.checked_sub(merchant_vouchers).unwrap_or(Fen::ZERO);
+        if self.refund_capacity(trade, app, now) < merchant_cost {
+            let whose = match app.refund_position {
+                RefundPosition::MerchantDay => "the merchant's income of today",
+                RefundPosition::Acquirer => "the acquirer's position",
+            };
+            return Err(acq(
+                "ACQ.SELLER_BALANCE_NOT_ENOUGH",
+                &format!("{whose} does not cover the refund (R10.1)"),
+            ));
+        }
+        let completes = trade.refunded().checked_add(amount) == Some(trade.total);
+        let fee_return = fees::fee_return(
+            trade.fee_rate,
+            trade.fee,
+            trade.fee_returned,
+            merchant_cost,
+            completes,
+        );
+        let (store_id, terminal_id, operator_id) = place.unwrap_or_default();
+        Ok(Refund {
+            out_request_no,
+            amount,
+            reason,
+            parts,
+            merchant_cost,
+            fee_return,
+            at: now,
+            store_id,
+            terminal_id,
+            operator_id,
+            by_cancel,
+        })
+    }
+
+    fn refund_body(
+        &mut self,
+        trade: &Trade,
+        app: &App,
+        refund: &Refund,
+        changed: bool,
+    ) -> TradeRefundResponse {
+        let (user_id, open_id) = self.buyer_ids(&trade.buyer_id, app);
+        let mut extra = jianlian_alipay::api::Extra::new();
+        if let Some(open) = open_id {
+            extra.insert("buyer_open_id".into(), open.into());
+        }
+        TradeRefundResponse {
+            trade_no: Some(trade.trade_no.clone()),
+            out_trade_no: Some(trade.out_trade_no.clone()),
+            buyer_logon_id: self
+                .st
+                .buyers
+                .get(&trade.buyer_id)
+                .map(|b| crate::ids::mask_logon_id(&b.logon_id)),
+            buyer_user_id: user_id,
+            fund_change: Some(if changed { YesNo::Y } else { YesNo::N }),
+            refund_fee: Some(trade.refunded()),
+            gmt_refund_pay: Some(BeijingTime(refund.at)),
+            refund_detail_item_list: Some(fund_bills(&refund.parts)),
+            store_name: None,
+            send_back_fee: Some(refund.amount),
+            refund_charge_amount: Some(refund.fee_return),
+            refund_settlement_id: None,
+            extra,
+        }
+    }
+
+    /// `alipay.trade.refund`.
+    pub fn trade_refund(&mut self, call: &Call) -> Answer {
+        let req: TradeRefund = parse_biz(call)?;
+        if req.refund_amount.get() <= 0 {
+            return Err(ErrorReply::invalid_parameter(
+                "refund_amount must be at least 0.01",
+            ));
+        }
+        if let Some(org) = req.org_pid.as_deref()
+            && org != call.app.pid
+        {
+            return Err(acq(
+                "ACQ.INVALID_PARAMETER",
+                "org_pid is not this acquirer's PID",
+            ));
+        }
+        if req.out_request_no.as_deref().is_some_and(|n| n.len() > 64) {
+            return Err(ErrorReply::invalid_parameter(
+                "out_request_no is longer than 64 characters",
+            ));
+        }
+        let Some(no) = self.find_trade(&call.app, &req.trade)? else {
+            return Err(acq("ACQ.TRADE_NOT_EXIST", "check out_trade_no / trade_no"));
+        };
+        self.refresh_trade(&no, call.now);
+        let mut trade = self
+            .st
+            .trades
+            .get(&no)
+            .cloned()
+            .ok_or_else(ErrorReply::unknown)?;
+        let request_no = req
+            .out_request_no
+            .clone()
+            .filter(|n| !n.trim().is_empty())
+            .unwrap_or_else(|| trade.out_trade_no.clone());
+        // A repeat of an earlier request: no second refund.
+        if let Some(previous) = trade
+            .refunds
+            .iter()
+            .find(|r| r.out_request_no == request_no)
+            .cloned()
+        {
+            if previous.amount != req.refund_amount {
+                return Err(acq(
+                    "ACQ.DISCORDANT_REPEAT_REQUEST",
+                    "this out_request_no was used with another amount",
+                ));
+            }
+            let body = self.refund_body(&trade, &call.app, &previous, false);
+            return reply(Code::Success, &body);
+        }
+        match trade.status {
+            TradeStatus::TradeSuccess => {}
+            TradeStatus::TradeFinished => {
+                return Err(acq(
+                    "ACQ.TRADE_HAS_FINISHED",
+                    "the refund window has passed (R10.4)",
+                ));
+            }
+            TradeStatus::WaitBuyerPay => {
+                return Err(acq("ACQ.TRADE_STATUS_ERROR", "the trade is not paid"));
+            }
+            TradeStatus::TradeClosed => {
+                return Err(acq("ACQ.TRADE_STATUS_ERROR", "the trade is closed"));
+            }
+        }
+        if req.out_request_no.is_none() && req.refund_amount != trade.total {
+            return Err(acq(
+                "ACQ.REFUND_AMT_NOT_EQUAL_TOTAL",
+                "a partial refund needs out_request_no",
+            ));
+        }
+        let refund = self.make_refund(
+            &trade,
+            &call.app,
+            req.refund_amount,
+            request_no,
+            req.refund_reason.clone(),
+            Some((
+                req.store_id.clone(),
+                req.terminal_id.clone(),
+                req.operator_id.clone(),
+            )),
+            false,
+            call.now,
+        )?;
+        self.apply_refund_with_url(
+            &mut trade,
+            refund.clone(),
+            call.now,
+            call.notify_url.as_deref(),
+        );
+        let body = self.refund_body(&trade, &call.app, &refund, true);
+        self.put_trade(trade);
+        reply(Code::Success, &body)
+    }
+
+    fn apply_refund_with_url(
+        &mut self,
+        trade: &mut Trade,
+        refund: Refund,
+        now: Timestamp,
+        url: Option<&str>,
+    ) {
+        // Barcode trades have no notify_url; a refund call may bring one.
+        let original = trade.notify_url.clone();
+        if original.is_none() {
+            trade.notify_url = url.map(str::to_owned);
+        }
+        self.apply_refund(trade, refund, now);
+        trade.notify_url = original;
+    }
+
+    /// `alipay.trade.fastpay.refund.query`.
+    pub fn refund_query(&mut self, call: &Call) -> Answer {
+        let req: TradeRefundQuery = parse_biz(call)?;
+        if req.out_request_no.trim().is_empty() {
+            return Err(ErrorReply::invalid_parameter("out_request_no is required"));
+        }
+        let Some(no) = self.find_trade(&call.app, &req.trade)? else {
+            return Err(acq("ACQ.TRADE_NOT_EXIST", "check out_trade_no / trade_no"));
+        };
+        let trade = self
+            .st
+            .trades
+            .get(&no)
+            .cloned()
+            .ok_or_else(ErrorReply::unknown)?;
+        let found = trade
+            .refunds
+            .iter()
+            .find(|r| r.out_request_no == req.out_request_no);
+        let body = match found {
+            Some(r) => TradeRefundQueryResponse {
+                trade_no: Some(trade.trade_no.clone()),
+                out_trade_no: Some(trade.out_trade_no.clone()),
+                out_request_no: Some(r.out_request_no.clone()),
+                refund_reason: r.reason.clone(),
+                total_amount: Some(trade.total),
+                refund_amount: Some(r.amount),
+                refund_status: Some("REFUND_SUCCESS".into()),
+                gmt_refund_pay: Some(BeijingTime(r.at)),
+                refund_detail_item_list: Some(fund_bills(&r.parts)),
+                send_back_fee: Some(r.amount),
+                refund_settlement_id: None,
+                refund_charge_amount: Some(r.fee_return),
+                extra: Default::default(),
+            },
+            // Alipay answers 10000 without refund_status: not received.
+            None => TradeRefundQueryResponse {
+                trade_no: Some(trade.trade_no.clone()),
+                out_trade_no: Some(trade.out_trade_no.clone()),
+                out_request_no: Some(req.out_request_no.clone()),
+                total_amount: Some(trade.total),
+                ..Default::default()
+            },
+        };
+        reply(Code::Success, &body)
+    }
+}
