@@ -80,6 +80,7 @@ pub const METHODS: &[&str] = &[
     "ant.merchant.expand.indirect.modify",
     "alipay.system.oauth.token",
     "alipay.user.info.share",
+    "alipay.data.dataservice.bill.downloadurl.query",
 ];
 
 /// Runs a call against the engine.
@@ -98,6 +99,7 @@ pub fn dispatch(core: &mut Core, call: &Call) -> Answer {
         "ant.merchant.expand.indirect.modify" => core.merchant_modify(call),
         "alipay.system.oauth.token" => core.oauth_token(call),
         "alipay.user.info.share" => core.user_info_share(call),
+        "alipay.data.dataservice.bill.downloadurl.query" => core.bill_download_url(call),
         _ => Err(ErrorReply::new(
             Code::InvalidArguments,
             "isv.invalid-method",

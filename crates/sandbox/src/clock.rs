@@ -45,7 +45,11 @@ impl SandboxClock {
         match self {
             SandboxClock::Manual(c) => c.set(at),
             SandboxClock::RealTime(c) => {
-                let by = at.duration_since(now).as_secs();
+                // The offset is whole seconds: round up, or the clock would
+                // stop short of `at` and work due at `at` would wait for the
+                // end of the advance.
+                let d = at.duration_since(now);
+                let by = d.as_secs() + i64::from(d.subsec_nanos() > 0);
                 c.offset_secs.fetch_add(by.max(0), Ordering::SeqCst);
             }
         }
@@ -108,5 +112,12 @@ mod tests {
         let before = real.now();
         real.move_to(before.checked_add(SignedDuration::from_secs(3600)).unwrap());
         assert!(real.offset_secs() >= 3599);
+        // Never short of the instant asked for, whatever its fraction.
+        let at = real
+            .now()
+            .checked_add(SignedDuration::from_millis(1500))
+            .unwrap();
+        real.move_to(at);
+        assert!(real.now() >= at);
     }
 }

@@ -46,16 +46,16 @@ impl IntoResponse for SandboxError {
     }
 }
 
-type Res = Result<Json<Value>, SandboxError>;
+pub(crate) type Res = Result<Json<Value>, SandboxError>;
 
-fn to_json<T: serde::Serialize>(v: &T) -> Res {
+pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> Res {
     serde_json::to_value(v)
         .map(Json)
         .map_err(|e| SandboxError::BadRequest(e.to_string()))
 }
 
 /// Parses a JSON body, naming the bad field.
-fn body<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, SandboxError> {
+pub(crate) fn body<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, SandboxError> {
     let text = if text.trim().is_empty() { "{}" } else { text };
     jianlian_alipay::api::parse_biz(text).map_err(|e| {
         // The parser names the JSON's root `biz_content`; here it is the body.

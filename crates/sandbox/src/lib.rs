@@ -9,6 +9,9 @@
 //! `jianlian sandbox`.
 
 pub mod api;
+pub mod bills;
+pub mod bills_control;
+pub mod calendar;
 pub mod clock;
 pub mod control;
 pub mod faults;
@@ -24,6 +27,8 @@ pub mod oauth;
 pub mod refunds;
 pub mod sandbox;
 pub mod scheduler;
+pub mod settlement;
+pub mod sftp;
 pub mod state;
 pub mod trades;
 
@@ -33,13 +38,17 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 
+pub use bills::BillRecord;
+pub use calendar::{Calendar, CalendarError};
 pub use clock::SandboxClock;
 pub use faults::{FaultAction, FaultRule};
 pub use sandbox::{
-    AppCreated, AppSpec, BuyerCreated, BuyerSpec, CardSpec, Sandbox, SandboxConfig, SandboxHandle,
-    Shared, VoucherSpec,
+    AppCreated, AppSpec, BillingOptions, BuyerCreated, BuyerSpec, CardSpec, Sandbox, SandboxConfig,
+    SandboxHandle, Shared, VoucherSpec,
 };
 pub use scheduler::{DueReport, TimedWork};
+pub use settlement::{Payout, PayoutFilter, PayoutStatus};
+pub use sftp::{SftpInfo, SftpUserSpec, SftpUserView};
 
 /// Why a sandbox operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -66,7 +75,8 @@ impl From<trades::ActionError> for SandboxError {
     }
 }
 
-/// The HTTP surface: `gateway.do`, the OAuth page and the control API.
+/// The HTTP surface: `gateway.do`, the OAuth page, bill downloads and the
+/// control API.
 pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/gateway.do", get(gateway::handler).post(gateway::handler))
@@ -108,6 +118,21 @@ pub fn router(shared: Arc<Shared>) -> Router {
         )
         .route("/sandbox/ledger", get(control::ledger))
         .route("/sandbox/notifications", get(control::notifications))
+        .route("/downloadBillFile.resource", get(bills::download))
+        .route("/sandbox/bills", get(bills_control::list_bills))
+        .route(
+            "/sandbox/bills/{pid}/{date}/{file}",
+            get(bills_control::bill_file),
+        )
+        .route("/sandbox/sftp", get(bills_control::sftp_info))
+        .route(
+            "/sandbox/sftp/users/{pid}",
+            get(bills_control::get_sftp_user)
+                .put(bills_control::put_sftp_user)
+                .delete(bills_control::delete_sftp_user),
+        )
+        .route("/sandbox/settlements", get(bills_control::settlements))
+        .route("/sandbox/calendar", get(bills_control::calendar))
         .layer(DefaultBodyLimit::max(
             jianlian_alipay::server::REQUEST_BODY_MAX_BYTES + 4096,
         ))

@@ -117,6 +117,9 @@ pub struct App {
     pub aes_key: Option<String>,
     pub risk: RiskRule,
     pub created_at: Timestamp,
+    /// R11.3: a bill also on days without trades.
+    #[serde(default)]
+    pub empty_bills: bool,
 }
 
 impl std::fmt::Debug for App {
@@ -606,4 +609,16 @@ pub struct State {
     pub grants: BTreeMap<String, OauthGrant>,
     pub ledger: Vec<LedgerEntry>,
     pub faults: Vec<FaultRule>,
+    /// Daily bills, keyed `<pid>/<yyyyMMdd>` (the files are in the bill store).
+    #[serde(default)]
+    pub bills: BTreeMap<String, crate::bills::BillRecord>,
+    /// Settlement payouts, keyed `<app_id>/<yyyy-MM-dd>`.
+    #[serde(default)]
+    pub payouts: BTreeMap<String, crate::settlement::Payout>,
+    /// SFTP credentials per acquirer PID.
+    #[serde(default)]
+    pub sftp_users: BTreeMap<String, crate::sftp::SftpUser>,
+    /// How far bills and payouts have got.
+    #[serde(default)]
+    pub billing: crate::bills::BillingCursor,
 }

@@ -17,6 +17,9 @@ use jianlian_alipay::time::format_beijing;
 use jianlian_alipay::{AesKey, Fen, PrivateKey, PublicKey, Rate};
 
 use crate::SandboxError;
+use crate::bills::store::BillStore;
+use crate::bills::{BillRecord, BillWork};
+use crate::calendar::Calendar;
 use crate::clock::SandboxClock;
 use crate::faults::{FaultRule, RULES_MAX};
 use crate::journal::{self, Journal};
@@ -25,6 +28,8 @@ use crate::model::{
     RefundPosition, RiskRule, Settlement, Trade, Voucher,
 };
 use crate::scheduler::{self, DueReport, TimedWork, TradeTimers};
+use crate::settlement::{Payout, PayoutFilter, SettlementWork};
+use crate::sftp::{SftpInfo, SftpUserSpec, SftpUserView};
 use crate::state::Core;
 
 /// How to run a sandbox.
@@ -54,6 +59,17 @@ impl SandboxConfig {
     }
 }
 
+/// What bills, settlement and SFTP need beyond [`SandboxConfig`] (kept apart
+/// so that code building a `SandboxConfig` literal keeps compiling).
+#[derive(Debug, Clone, Default)]
+pub struct BillingOptions {
+    /// The working-day calendar of cross-bank payouts; `None`: the built-in
+    /// 2024–2026 ([`Calendar::builtin`]).
+    pub calendar: Option<Calendar>,
+    /// Serve bills over SFTP on this address (port 0 picks a free port).
+    pub sftp_listen: Option<SocketAddr>,
+}
+
 /// Everything the handlers share.
 #[derive(Debug)]
 pub struct Shared {
@@ -64,6 +80,12 @@ pub struct Shared {
     pub timed_work: Arc<Vec<Box<dyn TimedWork>>>,
     pub base_url: String,
     wrong_key: OnceLock<PrivateKey>,
+    /// The bytes of the bill files.
+    pub bill_store: Arc<BillStore>,
+    /// The working-day calendar of payouts.
+    pub calendar: Arc<Calendar>,
+    /// The SFTP server, when one runs.
+    pub sftp: Option<SftpInfo>,
 }
 
 impl Shared {
@@ -126,6 +148,7 @@ pub struct SandboxHandle {
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
     ticker: Option<JoinHandle<()>>,
+    sftp: Option<JoinHandle<()>>,
 }
 
 /// Starts a sandbox.
@@ -133,7 +156,26 @@ pub struct SandboxHandle {
 pub struct Sandbox;
 
 impl Sandbox {
+    /// Starts with the built-in calendar and no SFTP server.
     pub async fn start(config: SandboxConfig) -> Result<SandboxHandle, SandboxError> {
+        Sandbox::start_with(config, BillingOptions::default()).await
+    }
+
+    /// Starts with a calendar of its own and/or an SFTP server for bills.
+    pub async fn start_with(
+        config: SandboxConfig,
+        billing: BillingOptions,
+    ) -> Result<SandboxHandle, SandboxError> {
+        let calendar = match billing.calendar {
+            Some(c) => c,
+            None => Calendar::builtin().map_err(|e| SandboxError::Startup(e.to_string()))?,
+        };
+        let sftp_listener = match billing.sftp_listen {
+            Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+                SandboxError::Startup(format!("cannot listen for SFTP on {addr}: {e}"))
+            })?),
+            None => None,
+        };
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(|e| {
@@ -155,7 +197,7 @@ impl Sandbox {
             None => (Core::fresh_state(config.seed, &alipay_key(&config)?), None),
         };
         config.clock.set_offset_secs(state.meta.clock_offset_secs);
-        let core = Core::new(state, journal).map_err(SandboxError::Startup)?;
+        let mut core = Core::new(state, journal).map_err(SandboxError::Startup)?;
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(3))
             .timeout(crate::notify::DELIVERY_TIMEOUT)
@@ -171,7 +213,31 @@ impl Sandbox {
         } else {
             format!("http://{host}")
         };
-        let work: Vec<Box<dyn TimedWork>> = vec![Box::new(TradeTimers)];
+        core.base_url = base_url.clone();
+        let bill_store = Arc::new(match &config.state_dir {
+            Some(dir) => BillStore::in_dir(dir),
+            None => BillStore::memory(),
+        });
+        let calendar = Arc::new(calendar);
+        let sftp = match sftp_listener {
+            Some(l) => {
+                let key = crate::sftp::host_key(config.state_dir.as_deref())?;
+                let addr = l
+                    .local_addr()
+                    .map_err(|e| SandboxError::Startup(e.to_string()))?;
+                Some((l, crate::sftp::info(addr, &key), key))
+            }
+            None => None,
+        };
+        let work: Vec<Box<dyn TimedWork>> = vec![
+            Box::new(TradeTimers),
+            Box::new(BillWork {
+                store: bill_store.clone(),
+            }),
+            Box::new(SettlementWork {
+                calendar: calendar.clone(),
+            }),
+        ];
         let shared = Arc::new(Shared {
             core: Mutex::new(core),
             clock: config.clock.clone(),
@@ -180,7 +246,11 @@ impl Sandbox {
             timed_work: Arc::new(work),
             base_url,
             wrong_key: OnceLock::new(),
+            bill_store,
+            calendar,
+            sftp: sftp.as_ref().map(|(_, info, _)| info.clone()),
         });
+        let sftp_task = sftp.map(|(l, _, key)| crate::sftp::serve(l, shared.clone(), key));
         let router = crate::router(shared.clone());
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
@@ -209,6 +279,7 @@ impl Sandbox {
             stop: Some(stop_tx),
             server: Some(server),
             ticker,
+            sftp: sftp_task,
         })
     }
 }
@@ -257,6 +328,9 @@ pub struct AppSpec {
     pub aes_key: Option<String>,
     #[serde(default)]
     pub risk: Option<RiskRule>,
+    /// R11.3: write a bill also on days without trades.
+    #[serde(default)]
+    pub empty_bills: Option<bool>,
 }
 
 /// The answer to `POST /sandbox/apps`.
@@ -521,9 +595,61 @@ impl SandboxHandle {
         self.shared.notifications(out_trade_no)
     }
 
+    /// Bills, optionally of one acquirer and/or one date.
+    pub async fn bills(
+        &self,
+        pid: Option<&str>,
+        date: Option<jiff::civil::Date>,
+    ) -> Vec<BillRecord> {
+        self.shared.bills(pid, date)
+    }
+
+    /// The bytes of a bill file (`date` as `yyyyMMdd`), as SFTP and the
+    /// download URL serve them.
+    pub async fn bill_file(
+        &self,
+        pid: &str,
+        date: jiff::civil::Date,
+        name: &str,
+    ) -> Result<bytes::Bytes, SandboxError> {
+        self.shared.bill_file(pid, date, name)
+    }
+
+    /// Payouts matching a filter.
+    pub async fn settlements(&self, filter: PayoutFilter) -> Result<Vec<Payout>, SandboxError> {
+        self.shared.settlements(&filter)
+    }
+
+    /// Sets (replaces) an acquirer's SFTP credentials.
+    pub async fn set_sftp_user(
+        &self,
+        pid: &str,
+        spec: SftpUserSpec,
+    ) -> Result<SftpUserView, SandboxError> {
+        let shared = self.shared.clone();
+        let pid = pid.to_owned();
+        // Hashing a password takes a few milliseconds of CPU.
+        tokio::task::spawn_blocking(move || shared.set_sftp_user(&pid, spec))
+            .await
+            .map_err(|e| SandboxError::Startup(format!("hashing the password: {e}")))?
+    }
+
+    /// Where the SFTP server listens, and its host key.
+    pub fn sftp(&self) -> Option<&SftpInfo> {
+        self.shared.sftp.as_ref()
+    }
+
+    /// The working-day calendar payouts follow.
+    pub fn calendar(&self) -> &Calendar {
+        &self.shared.calendar
+    }
+
     /// Stops serving and waits for the server to finish.
     pub async fn shutdown(mut self) {
         if let Some(t) = self.ticker.take() {
+            t.abort();
+        }
+        if let Some(t) = self.sftp.take() {
             t.abort();
         }
         if let Some(stop) = self.stop.take() {
@@ -538,6 +664,9 @@ impl SandboxHandle {
 impl Drop for SandboxHandle {
     fn drop(&mut self) {
         if let Some(t) = self.ticker.take() {
+            t.abort();
+        }
+        if let Some(t) = self.sftp.take() {
             t.abort();
         }
         if let Some(stop) = self.stop.take() {
@@ -594,6 +723,7 @@ impl Shared {
                 aes_key,
                 risk: spec.risk.unwrap_or_default(),
                 created_at: now,
+                empty_bills: spec.empty_bills.unwrap_or(false),
             });
             Ok(AppCreated {
                 app_id,
@@ -660,6 +790,9 @@ impl Shared {
             }
             if let Some(v) = spec.risk {
                 app.risk = v;
+            }
+            if let Some(v) = spec.empty_bills {
+                app.empty_bills = v;
             }
             if let Some(v) = spec.name.clone() {
                 app.name = v;

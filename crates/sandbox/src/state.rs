@@ -31,6 +31,10 @@ enum Key {
     Notice(String),
     Grant(String),
     Faults,
+    Bill(String),
+    Payout(String),
+    SftpUser(String),
+    Billing,
 }
 
 /// What an `out_trade_no` of an acquirer names.
@@ -63,6 +67,10 @@ pub struct Core {
     app_keys: HashMap<String, PublicKey>,
     journal: Option<Journal>,
     pub alipay_key: PrivateKey,
+    /// `http://ADDR` of the running sandbox (bill download URLs point there).
+    pub base_url: String,
+    /// Live bill download URLs by token (not persisted: they live 30 s).
+    pub downloads: HashMap<String, crate::bills::DownloadGrant>,
 }
 
 impl Core {
@@ -108,6 +116,8 @@ impl Core {
             app_keys: HashMap::new(),
             journal,
             alipay_key,
+            base_url: String::new(),
+            downloads: HashMap::new(),
         })
     }
 
@@ -135,6 +145,10 @@ impl Core {
             grants: Default::default(),
             ledger: Vec::new(),
             faults: Vec::new(),
+            bills: Default::default(),
+            payouts: Default::default(),
+            sftp_users: Default::default(),
+            billing: Default::default(),
         }
     }
 
@@ -231,6 +245,31 @@ impl Core {
         self.st.grants.insert(g.code.clone(), g);
     }
 
+    pub fn put_bill(&mut self, b: crate::bills::BillRecord) {
+        let key = crate::bills::BillRecord::key(&b.pid, b.date);
+        self.dirty.insert(Key::Bill(key.clone()));
+        self.st.bills.insert(key, b);
+    }
+
+    pub fn put_payout(&mut self, p: crate::settlement::Payout) {
+        self.dirty.insert(Key::Payout(p.id.clone()));
+        self.st.payouts.insert(p.id.clone(), p);
+    }
+
+    pub fn put_sftp_user(&mut self, u: crate::sftp::SftpUser) {
+        self.dirty.insert(Key::SftpUser(u.pid.clone()));
+        self.st.sftp_users.insert(u.pid.clone(), u);
+    }
+
+    pub fn remove_sftp_user(&mut self, pid: &str) -> Option<crate::sftp::SftpUser> {
+        self.dirty.insert(Key::SftpUser(pid.to_owned()));
+        self.st.sftp_users.remove(pid)
+    }
+
+    pub fn touch_billing(&mut self) {
+        self.dirty.insert(Key::Billing);
+    }
+
     /// Fires the first live fault rule matching `target` whose action `pick`
     /// accepts; the rule set is journaled only when a rule fired.
     pub fn fire_fault<F>(&mut self, target: &Target<'_>, pick: F) -> Option<FaultAction>
@@ -302,6 +341,10 @@ fn record_line(st: &State, key: &Key) -> Value {
         Key::Trade(id) => line("trade", id, st.trades.get(id)),
         Key::Notice(id) => line("notice", id, st.notices.get(id)),
         Key::Grant(id) => line("grant", id, st.grants.get(id)),
+        Key::Bill(id) => line("bill", id, st.bills.get(id)),
+        Key::Payout(id) => line("payout", id, st.payouts.get(id)),
+        Key::SftpUser(id) => line("sftp_user", id, st.sftp_users.get(id)),
+        Key::Billing => json!({"k": "billing", "v": st.billing}),
     }
 }
 
@@ -342,6 +385,10 @@ pub fn apply_record(st: &mut State, line: &str) -> Result<(), String> {
         "trade" => upsert(&mut st.trades, id, v)?,
         "notice" => upsert(&mut st.notices, id, v)?,
         "grant" => upsert(&mut st.grants, id, v)?,
+        "bill" => upsert(&mut st.bills, id, v)?,
+        "payout" => upsert(&mut st.payouts, id, v)?,
+        "sftp_user" => upsert(&mut st.sftp_users, id, v)?,
+        "billing" => st.billing = serde_json::from_value(v).map_err(|e| e.to_string())?,
         "ledger" => {
             let entry: LedgerEntry = serde_json::from_value(v).map_err(|e| e.to_string())?;
             if st.ledger.last().is_none_or(|last| last.seq < entry.seq) {

@@ -2,6 +2,10 @@
 //! through `AlipayClient` over loopback HTTP on a manual clock.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod bill_props;
+mod bill_sdk;
+mod bill_support;
+mod bills;
 mod common;
 mod faults;
 mod gateway;
@@ -11,6 +15,8 @@ mod oauth;
 mod persistence;
 mod refunds;
 mod sdk;
+mod settlement;
+mod sftp;
 mod trades;
 
 #[path = "../../../../fuzz/src/sandbox_checks.rs"]
