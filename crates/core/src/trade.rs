@@ -289,6 +289,12 @@ impl Facts {
         fill(&mut self.trade_no, &s.trade_no);
         fill(&mut self.buyer_user_id, &s.buyer_user_id);
         fill(&mut self.buyer_logon_id, &s.buyer_logon_id);
+        // A trade still waiting for its buyer reports zeroed amounts
+        // (`receipt_amount = 0.00`); kept, they would stick (fill-only) and the
+        // payment would later be booked at zero.
+        if !s.shows_payment() {
+            return;
+        }
         fill(&mut self.receipt_amount, &s.receipt_amount);
         fill(&mut self.buyer_pay_amount, &s.buyer_pay_amount);
         fill(&mut self.paid_at, &s.paid_at);
@@ -960,6 +966,40 @@ pub(crate) mod tests {
             apply_observation(&c.trade, &notified, Timestamp::UNIX_EPOCH, fees()).unwrap(),
             Applied::NoOp,
             "a duplicate success notification is harmless"
+        );
+    }
+
+    #[test]
+    fn zeroed_amounts_of_a_waiting_trade_do_not_stick() {
+        let t = sample_trade(TradeKind::BarcodePay);
+        let mut waiting = snapshot(TradeStatus::WaitBuyerPay);
+        waiting.receipt_amount = Some(Fen::ZERO);
+        waiting.buyer_pay_amount = Some(Fen::ZERO);
+        let t = changed(
+            apply_observation(
+                &t,
+                &Observation::Refreshed(waiting),
+                Timestamp::UNIX_EPOCH,
+                fees(),
+            )
+            .unwrap(),
+        )
+        .trade;
+        assert_eq!(t.facts.receipt_amount, None);
+        let paid = changed(
+            apply_observation(
+                &t,
+                &Observation::Refreshed(snapshot(TradeStatus::TradeSuccess)),
+                Timestamp::UNIX_EPOCH,
+                fees(),
+            )
+            .unwrap(),
+        );
+        assert_eq!(paid.trade.facts.receipt_amount, Some(Fen::new(10_000)));
+        assert_eq!(
+            paid.trade.fee.unwrap().fee,
+            Fen::new(60),
+            "booked on the real receipt"
         );
     }
 

@@ -37,6 +37,7 @@
 //!   unconfirmed answer).
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
@@ -137,6 +138,24 @@ const POOL_CONNECTIONS_MAX: u32 = 16;
 /// How long a caller waits for a pooled connection.
 const POOL_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How SQLite makes commits durable (PostgreSQL ignores it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SqliteSynchronous {
+    /// Every commit is synced to disk before it returns (SQLite's default):
+    /// a committed trade intent survives a power loss.
+    #[default]
+    Full,
+    /// WAL without a sync per commit: safe against corruption and process
+    /// crashes, but the last commits may be lost if the machine loses power.
+    Normal,
+}
+
+/// Options of [`Store::connect_with`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StoreOptions {
+    pub sqlite_synchronous: SqliteSynchronous,
+}
+
 /// The store: a pool on one backend plus the closed-loop policy used to plan
 /// each trade's next step when a change is written.
 #[derive(Debug, Clone)]
@@ -144,12 +163,23 @@ pub struct Store {
     pool: AnyPool,
     backend: Backend,
     policy: LoopPolicy,
+    /// SQLite has one writer at a time: this process's writers queue here,
+    /// in order and without sleeping, instead of in SQLite's busy handler
+    /// (which sleeps up to 100 ms per retry and made the tail latency of
+    /// concurrent payments hundreds of milliseconds).
+    write_turn: Option<Arc<tokio::sync::Mutex<()>>>,
 }
 
 impl Store {
     /// Opens `sqlite://PATH` (created if missing, WAL, busy timeout, foreign
     /// keys) or `postgres://…`, and runs the embedded migrations.
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        Store::connect_with(url, StoreOptions::default()).await
+    }
+
+    /// As [`Store::connect`], with options.
+    pub async fn connect_with(url: &str, store_options: StoreOptions) -> Result<Store, StoreError> {
+        let synchronous = store_options.sqlite_synchronous;
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("sqlite:") {
             Backend::Sqlite
@@ -179,6 +209,9 @@ impl Store {
                         // Writers queue for SQLite's single lock (30 s) instead
                         // of failing at once under load.
                         conn.execute("PRAGMA busy_timeout = 30000").await?;
+                        if synchronous == SqliteSynchronous::Normal {
+                            conn.execute("PRAGMA synchronous = NORMAL").await?;
+                        }
                         conn.execute("PRAGMA foreign_keys = ON").await?;
                     }
                     Ok(())
@@ -194,6 +227,7 @@ impl Store {
             pool,
             backend,
             policy: LoopPolicy::default(),
+            write_turn: (backend == Backend::Sqlite).then(|| Arc::new(tokio::sync::Mutex::new(()))),
         })
     }
 
@@ -223,18 +257,25 @@ impl Store {
     }
 
     /// Starts a write transaction, for callers that enqueue jobs together
-    /// with their own writes ([`WriteTx::enqueue`]).
+    /// with their own writes ([`WriteTx::enqueue`]). On SQLite it holds this
+    /// process's write turn until it commits: call no other writing method of
+    /// the store while it is open (that call would wait for it).
     pub async fn begin(&self) -> Result<WriteTx, StoreError> {
         Ok(WriteTx {
             tx: self.begin_write().await?,
         })
     }
 
-    pub(crate) async fn begin_write(&self) -> Result<Transaction<'static, Any>, StoreError> {
-        Ok(match self.backend {
+    pub(crate) async fn begin_write(&self) -> Result<Txn, StoreError> {
+        let turn = match &self.write_turn {
+            Some(lock) => Some(lock.clone().lock_owned().await),
+            None => None,
+        };
+        let tx = match self.backend {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.pool.begin().await?,
-        })
+        };
+        Ok(Txn { tx, _turn: turn })
     }
 
     /// Picks the statement for this backend.
@@ -279,10 +320,41 @@ fn sqlite_url(url: &str) -> Result<String, StoreError> {
     })
 }
 
+/// A write transaction, holding this process's SQLite write turn until it
+/// commits or rolls back (or is dropped).
+#[derive(Debug)]
+pub(crate) struct Txn {
+    tx: Transaction<'static, Any>,
+    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl std::ops::Deref for Txn {
+    type Target = sqlx::AnyConnection;
+    fn deref(&self) -> &sqlx::AnyConnection {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for Txn {
+    fn deref_mut(&mut self) -> &mut sqlx::AnyConnection {
+        &mut self.tx
+    }
+}
+
+impl Txn {
+    pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+
+    pub(crate) async fn rollback(self) -> Result<(), sqlx::Error> {
+        self.tx.rollback().await
+    }
+}
+
 /// A write transaction handed to a caller.
 #[derive(Debug)]
 pub struct WriteTx {
-    tx: Transaction<'static, Any>,
+    tx: Txn,
 }
 
 impl WriteTx {

@@ -173,6 +173,59 @@ impl Store {
         row.map(Trade::try_from).transpose()
     }
 
+    /// A channel's trade by Alipay's `trade_no` (the channel's
+    /// `alipay.trade.query` by `trade_no`); the channel index narrows the scan.
+    pub async fn trade_by_trade_no(
+        &self,
+        channel: &AppId,
+        trade_no: &str,
+    ) -> Result<Option<Trade>, StoreError> {
+        let row: Option<TradeRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            trade_columns!(),
+            " FROM trades WHERE channel_app_id = $1 AND trade_no = $2 AND version > 0"
+        ))
+        .bind(channel.as_str().to_owned())
+        .bind(trade_no.to_owned())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(Trade::try_from).transpose()
+    }
+
+    /// Rows per business table, for operators and for tests that prove a
+    /// refused request wrote nothing.
+    pub async fn row_counts(&self) -> Result<Vec<(&'static str, i64)>, StoreError> {
+        const TABLES: [(&str, &str); 12] = [
+            ("channels", "SELECT COUNT(*) FROM channels"),
+            ("merchants", "SELECT COUNT(*) FROM merchants"),
+            ("stores", "SELECT COUNT(*) FROM stores"),
+            ("terminals", "SELECT COUNT(*) FROM terminals"),
+            ("trades", "SELECT COUNT(*) FROM trades"),
+            ("refunds", "SELECT COUNT(*) FROM refunds"),
+            ("journals", "SELECT COUNT(*) FROM journals"),
+            ("outbox", "SELECT COUNT(*) FROM outbox"),
+            ("jobs", "SELECT COUNT(*) FROM jobs"),
+            (
+                "trade_versions",
+                "SELECT CAST(COALESCE(SUM(version), 0) AS BIGINT) FROM trades",
+            ),
+            (
+                "merchant_versions",
+                "SELECT CAST(COALESCE(SUM(version), 0) AS BIGINT) FROM merchants",
+            ),
+            (
+                "refund_versions",
+                "SELECT CAST(COALESCE(SUM(version), 0) AS BIGINT) FROM refunds",
+            ),
+        ];
+        let mut counts = Vec::with_capacity(TABLES.len());
+        for (name, sql) in TABLES {
+            let n: i64 = sqlx::query_scalar(sql).fetch_one(&self.pool).await?;
+            counts.push((name, n));
+        }
+        Ok(counts)
+    }
+
     /// Trades of some channels (the visibility rule's result), newest first
     /// (`limit` capped at 1000).
     pub async fn trades_of_channels(
