@@ -6,10 +6,19 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod bench;
+mod channel;
+mod demo;
+mod gateway_args;
 mod keys;
+mod ledger;
+mod merchant;
+mod notify;
 mod sandbox;
 mod sandbox_ctl;
+mod serve;
 mod sign;
+mod store_cmd;
 mod verify;
 
 /// jianlian: indirect acquiring for Alipay face-to-face payment.
@@ -32,6 +41,22 @@ enum Command {
     Sandbox(sandbox::Args),
     /// Drive a running sandbox through its control API.
     SandboxCtl(sandbox_ctl::Args),
+    /// Run the acquirer gateway (embeds the sandbox when no upstream is configured).
+    Serve(serve::Args),
+    /// A scripted business day on virtual time against the embedded sandbox.
+    Demo(demo::Args),
+    /// Channels: create, list, show, rotate-key.
+    Channel(channel::Args),
+    /// The merchant registry: create, list, show, set-source, set-fees.
+    Merchant(merchant::Args),
+    /// Stores and terminals of a merchant.
+    Store(store_cmd::Args),
+    /// The double-entry ledger: check.
+    Ledger(ledger::Args),
+    /// Channel notifications: dead letters and replay.
+    Notify(notify::Args),
+    /// Load generators: `bench pay`.
+    Bench(bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -53,6 +78,14 @@ fn main() -> ExitCode {
             Command::Verify(args) => verify::run(args).await,
             Command::Sandbox(args) => sandbox::run(args).await,
             Command::SandboxCtl(args) => sandbox_ctl::run(args).await,
+            Command::Serve(args) => serve::run(args).await,
+            Command::Demo(args) => demo::run(args).await,
+            Command::Channel(args) => channel::run(args).await,
+            Command::Merchant(args) => merchant::run(args).await,
+            Command::Store(args) => store_cmd::run(args).await,
+            Command::Ledger(args) => ledger::run(args).await,
+            Command::Notify(args) => notify::run(args).await,
+            Command::Bench(args) => bench::run(args).await,
         }
     });
     match result {

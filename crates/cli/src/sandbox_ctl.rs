@@ -1,5 +1,6 @@
 //! `jianlian sandbox-ctl`: drives a running sandbox through its control API
-//! (`/sandbox/…`), one subcommand per endpoint, printing the JSON answer.
+//! (`/sandbox/…`), one subcommand per endpoint, printing the JSON answer
+//! (a bill file is saved to `--out` instead).
 
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -74,6 +75,75 @@ enum Command {
     },
     /// Runs the work due now (timeouts, notification attempts).
     RunDue,
+    /// Daily bills (written at 09:00 on T+1).
+    #[command(subcommand)]
+    Bills(Bills),
+    /// The SFTP bill server and its per-acquirer credentials.
+    #[command(subcommand)]
+    Sftp(Sftp),
+    /// Settlement payouts (R9.2).
+    Settlements {
+        /// Payout (arrival) date, yyyy-MM-dd.
+        #[arg(long)]
+        date: Option<String>,
+        /// Trading day settled, yyyy-MM-dd.
+        #[arg(long)]
+        business_date: Option<String>,
+        #[arg(long)]
+        app_id: Option<String>,
+        #[arg(long)]
+        pid: Option<String>,
+    },
+    /// The working-day calendar: the years it knows, or one day.
+    Calendar {
+        /// yyyy-MM-dd.
+        #[arg(long)]
+        date: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum Bills {
+    /// Bills written so far.
+    List {
+        #[arg(long)]
+        pid: Option<String>,
+        /// yyyy-MM-dd.
+        #[arg(long)]
+        date: Option<String>,
+    },
+    /// Saves one bill file (as `bills list` names it).
+    Get {
+        pid: String,
+        /// yyyyMMdd or yyyy-MM-dd.
+        date: String,
+        /// e.g. 20880000000000010156_20260302.csv.zip.
+        file: String,
+        /// Where to save it.
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum Sftp {
+    /// Address and host key of the SFTP server.
+    Info,
+    /// Sets (replaces) an acquirer's credentials; the user name is the PID.
+    SetUser {
+        pid: String,
+        #[arg(long)]
+        password: Option<String>,
+        /// An OpenSSH public key (file or text); repeatable.
+        #[arg(long = "public-key")]
+        public_keys: Vec<String>,
+    },
+    GetUser {
+        pid: String,
+    },
+    DeleteUser {
+        pid: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -136,6 +206,9 @@ struct AppSettings {
     /// Big-merchant rule: most distinct terminals per smid per day.
     #[arg(long)]
     risk_terminals_max: Option<u32>,
+    /// Write a bill also on days without trades (R11.3).
+    #[arg(long)]
+    empty_bills: Option<bool>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -296,6 +369,7 @@ fn app_settings(s: AppSettings) -> Map<String, Value> {
     insert(&mut m, "refund_window_months", s.refund_window_months);
     insert(&mut m, "id_mode", s.id_mode);
     insert(&mut m, "aes_key", s.aes_key);
+    insert(&mut m, "empty_bills", s.empty_bills);
     if s.risk_stores_max.is_some() || s.risk_terminals_max.is_some() {
         m.insert(
             "risk".into(),
@@ -309,7 +383,23 @@ enum Verb {
     Get,
     Post(Value),
     Patch(Value),
+    Put(Value),
     Delete,
+    /// GET a file and save it.
+    Save(std::path::PathBuf),
+}
+
+/// `?k=v&…` of the parameters given (values are dates, ids: URL-safe).
+fn query(params: &[(&str, Option<String>)]) -> String {
+    let q: Vec<String> = params
+        .iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={v}")))
+        .collect();
+    if q.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", q.join("&"))
+    }
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -485,14 +575,74 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             },
         ),
         Command::RunDue => (Verb::Post(json!({})), "/sandbox/run-due".to_owned()),
+        Command::Bills(Bills::List { pid, date }) => (
+            Verb::Get,
+            format!("/sandbox/bills{}", query(&[("pid", pid), ("date", date)])),
+        ),
+        Command::Bills(Bills::Get {
+            pid,
+            date,
+            file,
+            out,
+        }) => (
+            Verb::Save(out),
+            format!("/sandbox/bills/{pid}/{}/{file}", date.replace('-', "")),
+        ),
+        Command::Sftp(Sftp::Info) => (Verb::Get, "/sandbox/sftp".to_owned()),
+        Command::Sftp(Sftp::SetUser {
+            pid,
+            password,
+            public_keys,
+        }) => {
+            let mut m = Map::new();
+            insert(&mut m, "password", password);
+            let keys = public_keys
+                .iter()
+                .map(|k| file_or_text(k).map(|t| Value::from(t.trim())))
+                .collect::<anyhow::Result<Vec<Value>>>()?;
+            m.insert("public_keys".into(), Value::Array(keys));
+            (
+                Verb::Put(Value::Object(m)),
+                format!("/sandbox/sftp/users/{pid}"),
+            )
+        }
+        Command::Sftp(Sftp::GetUser { pid }) => (Verb::Get, format!("/sandbox/sftp/users/{pid}")),
+        Command::Sftp(Sftp::DeleteUser { pid }) => {
+            (Verb::Delete, format!("/sandbox/sftp/users/{pid}"))
+        }
+        Command::Settlements {
+            date,
+            business_date,
+            app_id,
+            pid,
+        } => (
+            Verb::Get,
+            format!(
+                "/sandbox/settlements{}",
+                query(&[
+                    ("date", date),
+                    ("business_date", business_date),
+                    ("app_id", app_id),
+                    ("pid", pid),
+                ])
+            ),
+        ),
+        Command::Calendar { date } => (
+            Verb::Get,
+            format!("/sandbox/calendar{}", query(&[("date", date)])),
+        ),
     };
     let http = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(60))
         .build()
         .context("building the HTTP client")?;
     let url = format!("{base}{path}");
+    let save_to = match &verb {
+        Verb::Save(p) => Some(p.clone()),
+        _ => None,
+    };
     let request = match verb {
-        Verb::Get => http.get(&url),
+        Verb::Get | Verb::Save(_) => http.get(&url),
         Verb::Delete => http.delete(&url),
         Verb::Post(body) => http
             .post(&url)
@@ -502,11 +652,23 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             .patch(&url)
             .header("content-type", "application/json")
             .body(body.to_string()),
+        Verb::Put(body) => http
+            .put(&url)
+            .header("content-type", "application/json")
+            .body(body.to_string()),
     };
     let response = request.send().await.with_context(|| {
         format!("cannot reach the sandbox at {base} (is `jianlian sandbox` running?)")
     })?;
     let status = response.status();
+    if let Some(path) = save_to.filter(|_| status.is_success()) {
+        let bytes = response.bytes().await.context("reading the file")?;
+        std::fs::write(&path, &bytes).with_context(|| format!("writing {}", path.display()))?;
+        let mut out = std::io::stdout().lock();
+        let saved = json!({"saved": path.display().to_string(), "bytes": bytes.len()});
+        writeln!(out, "{}", serde_json::to_string_pretty(&saved)?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let text = response.text().await.context("reading the answer")?;
     let pretty = serde_json::from_str::<Value>(&text)
         .ok()

@@ -1,0 +1,479 @@
+//! `jianlian bench pay`: barcode-pay throughput and latency through the
+//! gateway to the sandbox, in this process on 127.0.0.1, against the RSA
+//! ceiling measured in the same run.
+//!
+//! Every payment costs four RSA-2048 signatures (the channel's request, the
+//! gateway's upstream request, the sandbox's answer, the gateway's answer),
+//! so `cores × single-core sign rate ÷ 4` bounds the payments per second this
+//! machine can do. The run: (1) measure the sign rate on one core; (2) peak:
+//! `--concurrency` clients send `--requests` pays as fast as answered; (3)
+//! half load: pays paced at half the peak rate through the gateway, then the
+//! same pace straight to the sandbox; the gateway-added p99 is the
+//! difference of the two p99 latencies. Every answer must be `10000`.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use jianlian_alipay::api::ApiParams;
+use jianlian_alipay::api::merchant::{ContactInfo, IndirectCreate, MerchantProfile};
+use jianlian_alipay::api::trade::{SubMerchant, TradeOrder, TradePay};
+use jianlian_alipay::client::{AlipayClient, ClientConfig};
+use jianlian_alipay::request::{AppCredentials, CallOptions};
+use jianlian_alipay::{
+    Fen, ManualClock, Outcome, PaymentCodeRule, PrivateKey, PublicKey, Rate, SignType,
+};
+use jianlian_core::closed_loop::LoopPolicy;
+use jianlian_core::fees::FeePolicy;
+use jianlian_core::ids::Pid;
+use jianlian_core::notify::{AddressPolicy, RetrySchedule};
+use jianlian_gateway::Application;
+use jianlian_gateway::config::{Settings, UpstreamSettings, WorkerSettings};
+use jianlian_gateway::ops::{self, NewChannel};
+use jianlian_sandbox::{AppSpec, BuyerSpec, Sandbox, SandboxConfig};
+use sqlx::Connection as _;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Barcode pay through gateway → sandbox.
+    Pay {
+        /// Pays in the peak run (the half-load runs send half as many).
+        #[arg(long, default_value_t = 2_000)]
+        requests: usize,
+        /// Concurrent clients in the peak run.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// sqlite or postgres.
+        #[arg(long, default_value = "sqlite")]
+        database: String,
+        /// SQLite durability: full (a sync per commit, the default) or normal.
+        #[arg(long, default_value = "full")]
+        sqlite_synchronous: String,
+        /// PostgreSQL server (a schema is created and dropped in it).
+        #[arg(long, env = "JIANLIAN_TEST_POSTGRES_URL")]
+        postgres_url: Option<String>,
+    },
+}
+
+/// Writes one line to stdout (the report is the command's output).
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+const LOCAL: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
+const START: &str = "2026-03-02 10:00:00";
+
+/// Single-core RSA-2048 SHA256withRSA signatures per second (over ~1.5 s).
+fn sign_rate() -> anyhow::Result<f64> {
+    let key = PrivateKey::generate_2048()?;
+    let message = [b'x'; 300];
+    let started = Instant::now();
+    let mut n = 0_u32;
+    while started.elapsed() < Duration::from_millis(1_500) {
+        key.sign(SignType::Rsa2, &message)
+            .map_err(|_| anyhow::anyhow!("signing failed"))?;
+        n += 1;
+    }
+    Ok(f64::from(n) / started.elapsed().as_secs_f64())
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let last = sorted.len() - 1;
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss
+    )]
+    let index = ((last as f64) * p).round() as usize;
+    sorted[index.min(last)]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1_000.0
+}
+
+struct Bench {
+    gateway_client: AlipayClient,
+    direct_client: AlipayClient,
+    smid: String,
+    codes: Vec<String>,
+    next_code: AtomicUsize,
+    next_order: AtomicUsize,
+}
+
+impl Bench {
+    fn pay_req(&self, prefix: &str) -> anyhow::Result<TradePay> {
+        let i = self.next_code.fetch_add(1, Ordering::SeqCst);
+        let code = self
+            .codes
+            .get(i)
+            .context("ran out of payment codes")?
+            .clone();
+        let n = self.next_order.fetch_add(1, Ordering::SeqCst);
+        Ok(TradePay {
+            scene: Some("bar_code".into()),
+            auth_code: Some(code),
+            order: TradeOrder {
+                out_trade_no: format!("{prefix}{n:09}"),
+                total_amount: Fen::new(100),
+                subject: "bench".into(),
+                store_id: Some("S1".into()),
+                terminal_id: Some("T1".into()),
+                sub_merchant: Some(SubMerchant {
+                    merchant_id: self.smid.clone(),
+                    merchant_type: None,
+                }),
+                ..TradeOrder::default()
+            },
+            ..TradePay::default()
+        })
+    }
+
+    async fn one(&self, direct: bool) -> anyhow::Result<Duration> {
+        let req = self.pay_req(if direct { "D" } else { "G" })?;
+        let client = if direct {
+            &self.direct_client
+        } else {
+            &self.gateway_client
+        };
+        let started = Instant::now();
+        let outcome = client.execute(&req, &CallOptions::default()).await?;
+        let took = started.elapsed();
+        match outcome {
+            Outcome::Success(_) => Ok(took),
+            other => bail!("a pay did not succeed: {other:?}"),
+        }
+    }
+}
+
+pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let Command::Pay {
+        requests,
+        concurrency,
+        database,
+        sqlite_synchronous,
+        postgres_url,
+    } = args.command;
+    let sync = match sqlite_synchronous.as_str() {
+        "full" => jianlian_store::SqliteSynchronous::Full,
+        "normal" => jianlian_store::SqliteSynchronous::Normal,
+        other => bail!("--sqlite-synchronous {other:?}: expected full or normal"),
+    };
+    if requests == 0 || concurrency == 0 || requests > 1_000_000 || concurrency > 1_024 {
+        bail!("--requests must be 1..=1000000 and --concurrency 1..=1024");
+    }
+    let temp = tempfile::tempdir()?;
+    let (url, schema) = match database.as_str() {
+        "sqlite" => (
+            format!("sqlite://{}", temp.path().join("bench.db").display()),
+            None,
+        ),
+        "postgres" => {
+            let base = postgres_url.context(
+                "--postgres-url (or JIANLIAN_TEST_POSTGRES_URL) is required for postgres",
+            )?;
+            let schema = format!("jl_bench_{}", std::process::id());
+            let mut admin = sqlx::PgConnection::connect(&base).await?;
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+                .execute(&mut admin)
+                .await?;
+            let sep = if base.contains('?') { '&' } else { '?' };
+            (
+                format!("{base}{sep}options[search_path]={schema}"),
+                Some((base, schema)),
+            )
+        }
+        other => bail!("--database {other:?}: expected sqlite or postgres"),
+    };
+    let label = if database == "sqlite" {
+        format!("sqlite (synchronous={sqlite_synchronous})")
+    } else {
+        database.clone()
+    };
+    let result = measure(&url, sync, requests, concurrency, &label).await;
+    if let Some((base, schema)) = schema {
+        let mut admin = sqlx::PgConnection::connect(&base).await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+            .execute(&mut admin)
+            .await?;
+    }
+    result
+}
+
+async fn measure(
+    url: &str,
+    sync: jianlian_store::SqliteSynchronous,
+    requests: usize,
+    concurrency: usize,
+    database: &str,
+) -> anyhow::Result<ExitCode> {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let rate = tokio::task::spawn_blocking(sign_rate).await??;
+    #[allow(clippy::cast_precision_loss)]
+    let ceiling = (cores as f64) * rate / 4.0;
+    say!(
+        "RSA-2048 sign, one core: {rate:.0}/s; {cores} cores → ceiling {ceiling:.0} pays/s (4 signatures each)"
+    );
+
+    let clock = ManualClock::at_beijing(START)?;
+    let sandbox = Sandbox::start(SandboxConfig {
+        listen: LOCAL,
+        ..SandboxConfig::for_tests(clock.clone())
+    })
+    .await?;
+    let acquirer_key = PrivateKey::generate_2048()?;
+    let app = sandbox
+        .create_app(AppSpec {
+            app_public_key: Some(acquirer_key.public_key().to_pem()),
+            ..AppSpec::default()
+        })
+        .await?;
+    let gateway_key = PrivateKey::generate_2048()?;
+    let alipay_public = PublicKey::from_text(&app.alipay_public_key)?;
+    let settings = Settings {
+        listen: LOCAL,
+        public_url: format!("http://{LOCAL}"),
+        database_url: url.to_owned(),
+        sqlite_synchronous: sync,
+        data_dir: std::env::temp_dir(),
+        gateway_key: gateway_key.clone(),
+        upstream: UpstreamSettings {
+            gateway_url: sandbox.gateway_url(),
+            app_id: app.app_id.clone(),
+            pid: Pid::parse(&app.pid)?,
+            private_key: acquirer_key.clone(),
+            alipay_public_key: alipay_public.clone(),
+            cert_sns: None,
+            alipay_cert_sn: None,
+            app_auth_token: None,
+            sign_type: SignType::Rsa2,
+            connect_timeout: Duration::from_secs(5),
+            read_timeout: Duration::from_secs(30),
+            notify_url: format!("http://{LOCAL}/notify/alipay"),
+        },
+        loop_policy: LoopPolicy::default(),
+        retry_schedule: RetrySchedule::default(),
+        address_policy: AddressPolicy::default(),
+        notify_timeout: Duration::from_secs(5),
+        default_fees: FeePolicy::flat(Rate::parse("0.0038")?),
+        payment_code: PaymentCodeRule::default(),
+        worker: WorkerSettings {
+            enabled: false,
+            tick: Duration::from_millis(500),
+            batch_max: 64,
+            concurrency_max: 8,
+            lease: jiff::SignedDuration::from_secs(60),
+        },
+        timestamp_skew_max: None,
+        admin_token: None,
+    };
+    let gateway = Application::build(settings, Arc::new(clock.clone()))
+        .await?
+        .spawn(false);
+    let channel_key = PrivateKey::generate_2048()?;
+    let channel = ops::create_channel(
+        &gateway.service().store,
+        NewChannel {
+            name: "bench".into(),
+            pid: Pid::parse("2088000000000098")?,
+            public_key: channel_key.public_key().to_pem(),
+            parent: None,
+            notify_hosts: vec![],
+        },
+        jianlian_alipay::Clock::now(&clock),
+    )
+    .await?;
+    let client = |url: String, app_id: String, key: PrivateKey, alipay: PublicKey| {
+        AlipayClient::new(
+            ClientConfig {
+                gateway_url: url,
+                app: AppCredentials::new(app_id, key),
+                alipay_public_key: alipay,
+                alipay_cert_sn: None,
+                connect_timeout: Duration::from_secs(5),
+                read_timeout: Duration::from_secs(60),
+            },
+            Arc::new(clock.clone()),
+        )
+    };
+    let gateway_client = client(
+        format!("{}/gateway.do", gateway.base_url()),
+        channel.app_id.to_string(),
+        channel_key,
+        gateway_key.public_key().clone(),
+    )?;
+    let direct_client = client(
+        sandbox.gateway_url(),
+        app.app_id.clone(),
+        acquirer_key,
+        alipay_public,
+    )?;
+    let profile = MerchantProfile {
+        external_id: Some("BENCH1".into()),
+        name: Some("压测商户有限公司".into()),
+        alias_name: Some("压测".into()),
+        service_phone: Some("021-55556666".into()),
+        category_id: Some("2015050700000000".into()),
+        contact_info: Some(vec![ContactInfo {
+            name: "王五".into(),
+            ..ContactInfo::default()
+        }]),
+        ..MerchantProfile::default()
+    };
+    let smid = match gateway_client
+        .execute(&IndirectCreate { profile }, &CallOptions::default())
+        .await?
+    {
+        Outcome::Success(r) => r.body.sub_merchant_id.context("no smid")?,
+        other => bail!("onboarding: {other:?}"),
+    };
+    let store = ApiParams {
+        biz_content: Some(serde_json::json!({"sub_merchant_id": smid, "store_id": "S1", "name": "s", "terminal_ids": ["T1"]}).to_string()),
+        extra: Vec::new(),
+    };
+    let registered: Outcome<serde_json::Value> = gateway_client
+        .execute_raw(
+            "jianlian.merchant.store.create",
+            store,
+            &CallOptions::default(),
+        )
+        .await?;
+    if !registered.is_success() {
+        bail!("store: {registered:?}");
+    }
+    let buyer = sandbox
+        .create_buyer(BuyerSpec {
+            balance: Some(Fen::new(1_000_000_000_000)),
+            ..BuyerSpec::default()
+        })
+        .await?
+        .buyer_id;
+    let half = requests.div_ceil(2);
+    let total = requests + 2 * half + 10;
+    let mut codes = Vec::with_capacity(total);
+    for _ in 0..total {
+        codes.push(sandbox.payment_code(&buyer, None).await?);
+    }
+    let bench = Arc::new(Bench {
+        gateway_client,
+        direct_client,
+        smid,
+        codes,
+        next_code: AtomicUsize::new(0),
+        next_order: AtomicUsize::new(0),
+    });
+    // Warm up connections and caches.
+    for _ in 0..10 {
+        bench.one(false).await?;
+    }
+
+    // Peak.
+    let started = Instant::now();
+    let remaining = Arc::new(AtomicUsize::new(requests));
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let bench = bench.clone();
+        let remaining = remaining.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            while remaining
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+            {
+                lat.push(bench.one(false).await?);
+            }
+            anyhow::Ok(lat)
+        }));
+    }
+    let mut peak_lat = Vec::with_capacity(requests);
+    for t in tasks {
+        peak_lat.extend(t.await??);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    #[allow(clippy::cast_precision_loss)]
+    let peak = requests as f64 / elapsed;
+    peak_lat.sort();
+
+    // Half load, through the gateway then direct.
+    let pace = peak / 2.0;
+    let through = paced(&bench, half, pace, false).await?;
+    let direct = paced(&bench, half, pace, true).await?;
+    let added = percentile(&through, 0.99).saturating_sub(percentile(&direct, 0.99));
+
+    say!(
+        "database: {database}; {requests} pays at peak with {concurrency} clients, {half} at half load"
+    );
+    say!("| figure | value |");
+    say!("|---|---|");
+    say!("| ceiling (cores × sign rate ÷ 4) | {ceiling:.0} pays/s |");
+    say!(
+        "| peak throughput | {peak:.0} pays/s ({:.2} × ceiling) |",
+        peak / ceiling
+    );
+    say!(
+        "| peak latency p50 / p99 | {:.1} ms / {:.1} ms |",
+        ms(percentile(&peak_lat, 0.5)),
+        ms(percentile(&peak_lat, 0.99))
+    );
+    say!(
+        "| half load ({pace:.0}/s) through the gateway p50 / p99 | {:.1} ms / {:.1} ms |",
+        ms(percentile(&through, 0.5)),
+        ms(percentile(&through, 0.99))
+    );
+    say!(
+        "| half load straight to the sandbox p50 / p99 | {:.1} ms / {:.1} ms |",
+        ms(percentile(&direct, 0.5)),
+        ms(percentile(&direct, 0.99))
+    );
+    say!("| gateway-added p99 at half load | {:.1} ms |", ms(added));
+    let json = serde_json::json!({
+        "database": database, "cores": cores, "sign_rate": rate, "ceiling": ceiling,
+        "peak": peak, "peak_ratio": peak / ceiling,
+        "peak_p50_ms": ms(percentile(&peak_lat, 0.5)), "peak_p99_ms": ms(percentile(&peak_lat, 0.99)),
+        "half_p99_ms": ms(percentile(&through, 0.99)), "direct_p99_ms": ms(percentile(&direct, 0.99)),
+        "gateway_added_p99_ms": ms(added),
+    });
+    say!("{json}");
+    drop(gateway);
+    sandbox.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Sends `n` pays at `per_second`, each in its own task; returns the sorted latencies.
+async fn paced(
+    bench: &Arc<Bench>,
+    n: usize,
+    per_second: f64,
+    direct: bool,
+) -> anyhow::Result<Vec<Duration>> {
+    let gap = Duration::from_secs_f64(1.0 / per_second.max(1.0));
+    let start = tokio::time::Instant::now();
+    let mut tasks = Vec::with_capacity(n);
+    for i in 0..n {
+        let at = start + gap.mul_f64(f64::from(u32::try_from(i).unwrap_or(u32::MAX)));
+        tokio::time::sleep_until(at).await;
+        let bench = bench.clone();
+        tasks.push(tokio::spawn(async move { bench.one(direct).await }));
+    }
+    let mut lat = Vec::with_capacity(n);
+    for t in tasks {
+        lat.push(t.await??);
+    }
+    lat.sort();
+    Ok(lat)
+}

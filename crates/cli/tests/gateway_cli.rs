@@ -1,0 +1,373 @@
+//! Proves the gateway's commands: `jianlian demo` runs its business day from
+//! any directory, exits 0 and leaves nothing behind; `jianlian serve` with no
+//! upstream embeds the sandbox, provisions a demo channel, and the official
+//! Node SDK pointed at it onboards, registers a store, pays, queries and
+//! refunds; the admin commands share its database; bad configuration stops
+//! the start with a message naming the key.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use jianlian_alipay::PrivateKey;
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_jianlian");
+
+fn jianlian(args: &[&str], data_dir: &Path) -> std::process::Output {
+    Command::new(BIN)
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env_remove("JIANLIAN_CONFIG")
+        .output()
+        .unwrap()
+}
+
+fn json_of(out: &std::process::Output) -> Value {
+    assert!(
+        out.status.success(),
+        "failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn demo_exits_zero_from_any_directory_and_leaves_nothing() {
+    let cwd = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .arg("demo")
+        .current_dir(cwd.path())
+        .env_remove("JIANLIAN_CONFIG")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "demo failed:\n{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for needle in [
+        "10003 in progress",
+        "ACQ.BUYER_BALANCE_NOT_ENOUGH",
+        "ACQ.SELLER_BALANCE_NOT_ENOUGH",
+        "Alice scanned and paid QR001",
+        "[ok] every journal balances",
+        "[ok] no trade left non-terminal",
+        "[ok] the gateway's books agree with Alipay's ledger",
+        "[ok] every notification to the channel was delivered",
+    ] {
+        assert!(
+            text.contains(needle),
+            "the demo output lacks {needle:?}:\n{text}"
+        );
+    }
+    assert!(!text.contains("[FAIL]"), "{text}");
+    assert_eq!(
+        std::fs::read_dir(cwd.path()).unwrap().count(),
+        0,
+        "nothing written to the working directory"
+    );
+}
+
+#[test]
+fn demo_keeps_its_database_only_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let kept = dir.path().join("kept");
+    let out = Command::new(BIN)
+        .args(["demo", "--data-dir"])
+        .arg(&kept)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(kept.join("demo.db").is_file());
+    let again = Command::new(BIN)
+        .args(["demo", "--data-dir"])
+        .arg(&kept)
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("empty database"));
+    // The kept books still check out.
+    let ledger = Command::new(BIN)
+        .args(["ledger", "check", "--database-url"])
+        .arg(format!("sqlite://{}", kept.join("demo.db").display()))
+        .output()
+        .unwrap();
+    let v = json_of(&ledger);
+    assert_eq!(v["balanced"], json!(true));
+    assert_eq!(v["accounts"]["alipay_clearing"], json!("1479.00"));
+}
+
+#[test]
+fn channel_commands_share_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let key = PrivateKey::generate_2048().unwrap();
+    let key_file = dir.path().join("channel.pem");
+    std::fs::write(&key_file, key.public_key().to_pem()).unwrap();
+    let key_arg = key_file.to_str().unwrap();
+    let created = json_of(&jianlian(
+        &[
+            "channel",
+            "create",
+            "--name",
+            "渠道甲",
+            "--pid",
+            "2088000000000101",
+            "--public-key",
+            key_arg,
+        ],
+        &data,
+    ));
+    let app_id = created["app_id"].as_str().unwrap().to_owned();
+    assert!(app_id.starts_with("2021") && app_id.len() == 16, "{app_id}");
+    let gateway_pub = created["gateway_public_key"].as_str().unwrap();
+    assert!(jianlian_alipay::PublicKey::from_text(gateway_pub).is_ok());
+    let sub = json_of(&jianlian(
+        &[
+            "channel",
+            "create",
+            "--name",
+            "子渠道",
+            "--pid",
+            "2088000000000102",
+            "--public-key",
+            key_arg,
+            "--parent",
+            &app_id,
+        ],
+        &data,
+    ));
+    assert_eq!(
+        sub["gateway_public_key"], created["gateway_public_key"],
+        "one gateway key"
+    );
+    let list = json_of(&jianlian(&["channel", "list"], &data));
+    assert_eq!(list.as_array().unwrap().len(), 2);
+    let shown = json_of(&jianlian(
+        &["channel", "show", sub["app_id"].as_str().unwrap()],
+        &data,
+    ));
+    assert_eq!(shown["parent"], json!(app_id));
+    let other = PrivateKey::generate_2048().unwrap();
+    std::fs::write(&key_file, other.public_key().to_pem()).unwrap();
+    let rotated = json_of(&jianlian(
+        &["channel", "rotate-key", &app_id, "--public-key", key_arg],
+        &data,
+    ));
+    assert_eq!(
+        jianlian_alipay::PublicKey::from_text(rotated["public_key"].as_str().unwrap()).unwrap(),
+        *other.public_key()
+    );
+    let bad = jianlian(
+        &[
+            "channel",
+            "create",
+            "--name",
+            "x",
+            "--pid",
+            "12345",
+            "--public-key",
+            key_arg,
+        ],
+        &data,
+    );
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("--pid"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+    let ledger = json_of(&jianlian(&["ledger", "check"], &data));
+    assert_eq!(ledger["balanced"], json!(true));
+    assert_eq!(
+        json_of(&jianlian(&["notify", "dead-letters"], &data)),
+        json!([])
+    );
+    assert_eq!(json_of(&jianlian(&["merchant", "list"], &data)), json!([]));
+}
+
+#[test]
+fn invalid_configuration_names_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("jianlian.toml");
+    std::fs::write(&config, "[closed_loop]\npoll_interval_ms = 0\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .args(["--listen", "127.0.0.1:0", "--sandbox-listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("closed_loop.poll_interval_ms"), "{err}");
+    let typo = Command::new(BIN)
+        .args(["ledger", "check"])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .env("JIANLIAN_WORKER_TICKMS", "5")
+        .output()
+        .unwrap();
+    assert!(!typo.status.success());
+    assert!(String::from_utf8_lossy(&typo.stderr).contains("JIANLIAN_WORKER_TICKMS"));
+}
+
+struct Serving {
+    child: Child,
+    lines: Vec<String>,
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Serving {
+    fn value(&self, prefix: &str) -> String {
+        let line = self
+            .lines
+            .iter()
+            .find_map(|l| l.trim_start().strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("serve printed no {prefix:?}: {:#?}", self.lines));
+        line.trim().to_owned()
+    }
+}
+
+fn serve(data: &Path) -> Serving {
+    let mut child = Command::new(BIN)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--sandbox-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(data)
+        .env_remove("JIANLIAN_CONFIG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut lines = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = rx
+            .recv_timeout(left)
+            .expect("serve did not finish printing");
+        let done = line.contains("Ctrl-C stops");
+        lines.push(line);
+        if done {
+            break;
+        }
+    }
+    Serving { child, lines }
+}
+
+fn interop() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../interop")
+}
+
+#[test]
+fn official_sdk_against_serve_with_the_embedded_sandbox() {
+    assert!(
+        interop().join("node_modules/alipay-sdk").is_dir(),
+        "npm alipay-sdk is missing: run scripts/setup-interop"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let s = serve(&data);
+    let api = s.value("channel API:");
+    let gateway = api.clone();
+    let channel = s.value("demo channel:  app_id");
+    let key_file = s.value("its key:");
+    let key_file = key_file.split(" (public").next().unwrap();
+    let control = s.value("control API:");
+    let buyer = s.value("demo buyer:");
+    let buyer = buyer.split_whitespace().next().unwrap();
+    let cfg = json!({
+        "gateway": gateway,
+        "app_id": channel,
+        "private_key": std::fs::read_to_string(key_file).unwrap(),
+        "gateway_public_key": std::fs::read_to_string(data.join("gateway_public_key.pem")).unwrap(),
+        "sandbox": control.strip_suffix("/sandbox").unwrap(),
+        "buyer_id": buyer,
+    });
+    let out = Command::new("node")
+        .arg(interop().join("gateway_node.mjs"))
+        .arg(cfg.to_string())
+        .current_dir(interop())
+        .env("TZ", "Asia/Shanghai")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "driver failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["onboard"]["code"], "10000", "{v}");
+    assert_eq!(v["store"]["terminal_ids"], json!(["NODE_T1"]), "{v}");
+    assert_eq!(v["pay"]["code"], "10000", "{v}");
+    assert_eq!(v["query"]["trade_status"], "TRADE_SUCCESS", "{v}");
+    assert_eq!(v["refund"]["fund_change"], "Y", "{v}");
+    assert_eq!(v["refund_query"]["refund_status"], "REFUND_SUCCESS", "{v}");
+    // The admin commands see what the running gateway wrote.
+    let merchants = json_of(&jianlian(&["merchant", "list", "--q", "NODE"], &data));
+    assert_eq!(merchants.as_array().unwrap().len(), 1, "{merchants}");
+    assert_eq!(merchants[0]["smid"], v["onboard"]["sub_merchant_id"]);
+    let smid = merchants[0]["smid"].as_str().unwrap().to_owned();
+    let store = json_of(&jianlian(
+        &[
+            "store",
+            "create",
+            "--merchant",
+            &smid,
+            "--store-id",
+            "CLI1",
+            "--name",
+            "命令行店",
+            "--terminal",
+            "CT1",
+        ],
+        &data,
+    ));
+    assert_eq!(store["terminal_ids"], json!(["CT1"]));
+    let shown = json_of(&jianlian(&["merchant", "show", &smid], &data));
+    assert_eq!(shown["stores"].as_array().unwrap().len(), 2);
+    let ledger = json_of(&jianlian(&["ledger", "check"], &data));
+    assert_eq!(
+        ledger["accounts"]["alipay_clearing"],
+        json!("80.00"),
+        "88.88 paid, 8.88 refunded"
+    );
+    drop(s);
+    // A second start reuses the provisioned channel and keys.
+    let again = serve(&data);
+    assert_eq!(again.value("demo channel:  app_id"), channel);
+}
