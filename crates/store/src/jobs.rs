@@ -183,6 +183,12 @@ fn clip(error: &str) -> String {
 impl Store {
     /// Enqueues a job on its own; `None` when its dedupe key already exists.
     pub async fn enqueue(&self, job: &NewJob) -> Result<Option<i64>, StoreError> {
+        let job = job.clone();
+        self.write(move |store| async move { store.enqueue_now(&job).await })
+            .await
+    }
+
+    async fn enqueue_now(&self, job: &NewJob) -> Result<Option<i64>, StoreError> {
         let mut tx = self.begin_write().await?;
         let id = enqueue_in(&mut tx, job).await?;
         tx.commit().await?;
@@ -193,6 +199,18 @@ impl Store {
     /// whose lease expired are claimable again; jobs out of attempts whose
     /// lease expired are marked dead first.
     pub async fn claim(
+        &self,
+        worker: &str,
+        now: Timestamp,
+        lease: SignedDuration,
+        limit: u32,
+    ) -> Result<Vec<Job>, StoreError> {
+        let worker = worker.to_owned();
+        self.write(move |store| async move { store.claim_now(&worker, now, lease, limit).await })
+            .await
+    }
+
+    async fn claim_now(
         &self,
         worker: &str,
         now: Timestamp,
@@ -253,6 +271,13 @@ impl Store {
     /// Marks a claimed job done. Fails with [`StoreError::LeaseLost`] when the
     /// lease is no longer this claim's.
     pub async fn complete(&self, job: &Job, now: Timestamp) -> Result<(), StoreError> {
+        let job = job.clone();
+        self.write(move |store| async move { store.complete_now(&job, now).await })
+            .await
+    }
+
+    async fn complete_now(&self, job: &Job, now: Timestamp) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query(
             "UPDATE jobs SET state = 'done', locked_by = NULL, locked_until = NULL, updated_at = $1 \
              WHERE id = $2 AND state = 'queued' AND locked_by = $3 AND attempts = $4",
@@ -261,8 +286,9 @@ impl Store {
         .bind(job.id)
         .bind(job.locked_by.clone())
         .bind(i64::from(job.attempts))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         self.fenced(done.rows_affected(), job)
     }
 
@@ -275,6 +301,19 @@ impl Store {
         now: Timestamp,
         retry_at: Timestamp,
     ) -> Result<JobFate, StoreError> {
+        let (job, error) = (job.clone(), error.to_owned());
+        self.write(move |store| async move { store.fail_now(&job, &error, now, retry_at).await })
+            .await
+    }
+
+    async fn fail_now(
+        &self,
+        job: &Job,
+        error: &str,
+        now: Timestamp,
+        retry_at: Timestamp,
+    ) -> Result<JobFate, StoreError> {
+        let mut tx = self.begin_write().await?;
         let dead = job.attempts >= job.max_attempts;
         let done = sqlx::query(
             "UPDATE jobs SET state = $1, run_at = $2, locked_by = NULL, locked_until = NULL, \
@@ -288,8 +327,9 @@ impl Store {
         .bind(job.id)
         .bind(job.locked_by.clone())
         .bind(i64::from(job.attempts))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         self.fenced(done.rows_affected(), job)?;
         Ok(if dead {
             JobFate::Dead
@@ -306,6 +346,18 @@ impl Store {
         run_at: Timestamp,
         now: Timestamp,
     ) -> Result<(), StoreError> {
+        let job = job.clone();
+        self.write(move |store| async move { store.reschedule_now(&job, run_at, now).await })
+            .await
+    }
+
+    async fn reschedule_now(
+        &self,
+        job: &Job,
+        run_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query(
             "UPDATE jobs SET run_at = $1, attempts = attempts - 1, locked_by = NULL, \
              locked_until = NULL, updated_at = $2 \
@@ -316,8 +368,9 @@ impl Store {
         .bind(job.id)
         .bind(job.locked_by.clone())
         .bind(i64::from(job.attempts))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         self.fenced(done.rows_affected(), job)
     }
 

@@ -50,13 +50,17 @@ mod merchants;
 mod outbox;
 mod refunds;
 mod rows;
+mod sqlite_writer;
 mod trades;
 
 pub use jobs::{Job, JobFate, JobState, NewJob};
 pub use merchants::MerchantFilter;
 pub use outbox::NOTIFY_JOB;
 pub use refunds::{REFUND_CONFIRM_JOB, Reservation};
+pub use sqlite_writer::CommitStats;
 pub use trades::{Inserted, TRADE_STEP_JOB};
+
+use sqlite_writer::{SqliteTxn, SqliteWriter};
 
 use jianlian_core::closed_loop::LoopPolicy;
 
@@ -94,6 +98,8 @@ pub enum StoreError {
         key: String,
         attempts: u32,
     },
+    #[error("the store's writer thread failed: {0}")]
+    Writer(String),
     #[error("job {job} is no longer leased by {worker}")]
     LeaseLost { job: i64, worker: String },
     #[error(transparent)]
@@ -163,11 +169,10 @@ pub struct Store {
     pool: AnyPool,
     backend: Backend,
     policy: LoopPolicy,
-    /// SQLite has one writer at a time: this process's writers queue here,
-    /// in order and without sleeping, instead of in SQLite's busy handler
-    /// (which sleeps up to 100 ms per retry and made the tail latency of
-    /// concurrent payments hundreds of milliseconds).
-    write_turn: Option<Arc<tokio::sync::Mutex<()>>>,
+    /// SQLite only: its single writer (see `sqlite_writer`). This process's
+    /// writers queue there, in order and without sleeping, instead of in
+    /// SQLite's busy handler (which sleeps up to 100 ms per retry).
+    sqlite: Option<Arc<SqliteWriter>>,
 }
 
 impl Store {
@@ -193,26 +198,24 @@ impl Store {
             Backend::Postgres => url.to_owned(),
         };
         let options = AnyConnectOptions::from_str(&url)?;
-        if backend == Backend::Sqlite {
-            // WAL is a property of the file: set it once, before the pool opens
-            // connections that would hold it up.
-            let mut conn = sqlx::AnyConnection::connect_with(&options).await?;
-            conn.execute("PRAGMA journal_mode = WAL").await?;
-            conn.close().await?;
-        }
+        let sqlite = match backend {
+            Backend::Sqlite => {
+                // The writer's own connection. WAL is a property of the file:
+                // set it once, before the pool opens connections.
+                let mut conn = sqlx::AnyConnection::connect_with(&options).await?;
+                conn.execute("PRAGMA journal_mode = WAL").await?;
+                sqlite_pragmas(&mut conn, synchronous).await?;
+                Some(SqliteWriter::new(conn)?)
+            }
+            Backend::Postgres => None,
+        };
         let pool = AnyPoolOptions::new()
             .max_connections(POOL_CONNECTIONS_MAX)
             .acquire_timeout(POOL_ACQUIRE_TIMEOUT)
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
-                        // Writers queue for SQLite's single lock (30 s) instead
-                        // of failing at once under load.
-                        conn.execute("PRAGMA busy_timeout = 30000").await?;
-                        if synchronous == SqliteSynchronous::Normal {
-                            conn.execute("PRAGMA synchronous = NORMAL").await?;
-                        }
-                        conn.execute("PRAGMA foreign_keys = ON").await?;
+                        sqlite_pragmas(conn, synchronous).await?;
                     }
                     Ok(())
                 })
@@ -227,7 +230,7 @@ impl Store {
             pool,
             backend,
             policy: LoopPolicy::default(),
-            write_turn: (backend == Backend::Sqlite).then(|| Arc::new(tokio::sync::Mutex::new(()))),
+            sqlite,
         })
     }
 
@@ -266,16 +269,38 @@ impl Store {
         })
     }
 
+    /// Runs `work`, a write, on the writer's thread when there is one (SQLite;
+    /// see `sqlite_writer`) and in place otherwise (PostgreSQL locks rows,
+    /// not the database, so its writers do not queue behind each other). The
+    /// write runs to its end even if the caller stops waiting for it.
+    pub(crate) async fn write<T, F, Fut>(&self, work: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(Store) -> Fut,
+        Fut: Future<Output = Result<T, StoreError>> + Send + 'static,
+        T: Send + 'static,
+    {
+        let store = self.clone();
+        match &self.sqlite {
+            None => work(store).await,
+            Some(writer) => writer
+                .runtime()
+                .spawn(work(store))
+                .await
+                .map_err(|e| StoreError::Writer(format!("a write did not finish: {e}")))?,
+        }
+    }
+
     pub(crate) async fn begin_write(&self) -> Result<Txn, StoreError> {
-        let turn = match &self.write_turn {
-            Some(lock) => Some(lock.clone().lock_owned().await),
-            None => None,
-        };
-        let tx = match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
-        };
-        Ok(Txn { tx, _turn: turn })
+        Ok(match &self.sqlite {
+            Some(writer) => Txn::Sqlite(writer.begin().await?),
+            None => Txn::Pool(self.pool.begin().await?),
+        })
+    }
+
+    /// Logical and physical commits of the SQLite writer (`None` on
+    /// PostgreSQL): how much group commit saved.
+    pub fn sqlite_commit_stats(&self) -> Option<CommitStats> {
+        self.sqlite.as_ref().map(|w| w.stats())
     }
 
     /// Picks the statement for this backend.
@@ -285,6 +310,21 @@ impl Store {
             Backend::Sqlite => sqlite,
         }
     }
+}
+
+/// Every SQLite connection's settings.
+async fn sqlite_pragmas(
+    conn: &mut sqlx::AnyConnection,
+    synchronous: SqliteSynchronous,
+) -> Result<(), sqlx::Error> {
+    // Writers of other processes (the admin CLI) queue for SQLite's single
+    // lock (30 s) instead of failing at once.
+    conn.execute("PRAGMA busy_timeout = 30000").await?;
+    if synchronous == SqliteSynchronous::Normal {
+        conn.execute("PRAGMA synchronous = NORMAL").await?;
+    }
+    conn.execute("PRAGMA foreign_keys = ON").await?;
+    Ok(())
 }
 
 /// Checks a SQLite URL, creates the file's directory, and asks for the file
@@ -320,34 +360,49 @@ fn sqlite_url(url: &str) -> Result<String, StoreError> {
     })
 }
 
-/// A write transaction, holding this process's SQLite write turn until it
-/// commits or rolls back (or is dropped).
+/// A write transaction: on SQLite a logical transaction of the writer
+/// (holding its connection until it commits, rolls back or is dropped), on
+/// PostgreSQL a pooled transaction.
 #[derive(Debug)]
-pub(crate) struct Txn {
-    tx: Transaction<'static, Any>,
-    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+pub(crate) enum Txn {
+    Sqlite(SqliteTxn),
+    Pool(Transaction<'static, Any>),
 }
 
 impl std::ops::Deref for Txn {
     type Target = sqlx::AnyConnection;
     fn deref(&self) -> &sqlx::AnyConnection {
-        &self.tx
+        match self {
+            Txn::Sqlite(tx) => tx.conn_ref(),
+            Txn::Pool(tx) => tx,
+        }
     }
 }
 
 impl std::ops::DerefMut for Txn {
     fn deref_mut(&mut self) -> &mut sqlx::AnyConnection {
-        &mut self.tx
+        match self {
+            Txn::Sqlite(tx) => tx.conn(),
+            Txn::Pool(tx) => tx,
+        }
     }
 }
 
 impl Txn {
+    /// Returns once the writes are durable (on SQLite, after the group
+    /// commit that contains them).
     pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
-        self.tx.commit().await
+        match self {
+            Txn::Sqlite(tx) => tx.commit().await,
+            Txn::Pool(tx) => tx.commit().await,
+        }
     }
 
     pub(crate) async fn rollback(self) -> Result<(), sqlx::Error> {
-        self.tx.rollback().await
+        match self {
+            Txn::Sqlite(tx) => tx.rollback().await,
+            Txn::Pool(tx) => tx.rollback().await,
+        }
     }
 }
 

@@ -168,6 +168,16 @@ impl Store {
         job: &Job,
         now: Timestamp,
     ) -> Result<(), StoreError> {
+        let job = job.clone();
+        self.write(move |store| async move { store.notification_delivered_now(&job, now).await })
+            .await
+    }
+
+    async fn notification_delivered_now(
+        &self,
+        job: &Job,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
         let id = payload_id(job)?;
         let mut tx = self.begin_write().await?;
         sqlx::query(
@@ -186,6 +196,22 @@ impl Store {
     /// A delivery failed: the row waits for the schedule's next gap, or
     /// becomes a dead letter after the last. Returns the row's new status.
     pub async fn notification_failed(
+        &self,
+        job: &Job,
+        error: &str,
+        now: Timestamp,
+        schedule: &RetrySchedule,
+    ) -> Result<OutboxStatus, StoreError> {
+        let (job, error, schedule) = (job.clone(), error.to_owned(), schedule.clone());
+        self.write(move |store| async move {
+            store
+                .notification_failed_now(&job, &error, now, &schedule)
+                .await
+        })
+        .await
+    }
+
+    async fn notification_failed_now(
         &self,
         job: &Job,
         error: &str,

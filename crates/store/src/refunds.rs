@@ -85,6 +85,12 @@ impl Store {
     /// total. A retry with the same `out_request_no` and amount returns the
     /// existing refund; a different amount is refused.
     pub async fn reserve_refund(&self, request: &RefundRequest) -> Result<Reservation, StoreError> {
+        let request = request.clone();
+        self.write(move |store| async move { store.reserve_refund_now(&request).await })
+            .await
+    }
+
+    async fn reserve_refund_now(&self, request: &RefundRequest) -> Result<Reservation, StoreError> {
         let mut tx = self.begin_write().await?;
         let trade = self.lock_trade_in(&mut tx, request.trade).await?;
         let refunds = refunds_of_trade_in(&mut tx, trade.id).await?;
@@ -184,6 +190,21 @@ impl Store {
     /// is booked in the same transaction, and if the trade's successful
     /// refunds now reach its total the trade takes `FullyRefunded` there too.
     pub async fn apply_refund_observation(
+        &self,
+        id: RefundId,
+        observation: &RefundObservation,
+        now: Timestamp,
+    ) -> Result<(Refund, bool), StoreError> {
+        let observation = observation.clone();
+        self.write(move |store| async move {
+            store
+                .apply_refund_observation_now(id, &observation, now)
+                .await
+        })
+        .await
+    }
+
+    async fn apply_refund_observation_now(
         &self,
         id: RefundId,
         observation: &RefundObservation,

@@ -73,6 +73,15 @@ impl Store {
         &self,
         intent: &TradeIntent,
     ) -> Result<Inserted<Trade>, StoreError> {
+        let intent = intent.clone();
+        self.write(move |store| async move { store.insert_trade_intent_now(&intent).await })
+            .await
+    }
+
+    async fn insert_trade_intent_now(
+        &self,
+        intent: &TradeIntent,
+    ) -> Result<Inserted<Trade>, StoreError> {
         intent.check()?;
         let mut tx = self.begin_write().await?;
         check_routing_in(&mut tx, intent).await?;
@@ -322,6 +331,19 @@ impl Store {
     /// **The single write path for trade state.** Applies `observation` at
     /// `now`; returns the trade as it now is and whether it changed.
     pub async fn apply_observation(
+        &self,
+        id: TradeId,
+        observation: &Observation,
+        now: Timestamp,
+    ) -> Result<(Trade, bool), StoreError> {
+        let observation = observation.clone();
+        self.write(
+            move |store| async move { store.apply_observation_now(id, &observation, now).await },
+        )
+        .await
+    }
+
+    async fn apply_observation_now(
         &self,
         id: TradeId,
         observation: &Observation,

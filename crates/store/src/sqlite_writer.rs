@@ -1,0 +1,541 @@
+//! SQLite's single writer: one connection on a thread of its own, with group
+//! commit.
+//!
+//! SQLite lets one transaction write at a time, and with `synchronous=FULL`
+//! (the default) each commit waits for the disk. Two things follow.
+//!
+//! **Its own thread.** A transaction holds the write lock across several
+//! statements, and between two statements the task holding it must be
+//! polled again. On the request runtime that task waits behind whatever the
+//! workers are doing — an RSA signature costs about a millisecond — and every
+//! writer queued behind the lock waits with it. So writes run on
+//! [`WriterThread`], a single-threaded runtime that does nothing else.
+//!
+//! **Group commit.** Writers that queue while a transaction runs join it:
+//! each logical transaction is a savepoint inside one physical transaction,
+//! and the physical `COMMIT` (one disk sync) happens when nobody else is
+//! waiting or [`BATCH_MAX`] logical transactions have joined. A logical
+//! commit returns only after the physical commit that contains it, so a
+//! caller is never told "committed" before the disk is; a logical rollback
+//! rolls back its savepoint and leaves the others alone. With no
+//! concurrency every commit is physical at once, as before.
+//!
+//! The invariant that keeps every waiter moving: **whoever releases the
+//! connection while nobody waits for it leaves no physical transaction
+//! open.** Every path that releases it (commit, rollback, a dropped
+//! transaction, a writer that stopped waiting) upholds it, the last two
+//! through a flush task on the writer thread.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use sqlx::{AnyConnection, Executor};
+use tokio::sync::{Mutex, OwnedMutexGuard, oneshot};
+
+use crate::StoreError;
+
+/// Most logical transactions in one physical commit: bounds the time the
+/// first of them waits for the disk (each takes a few hundred microseconds).
+pub(crate) const BATCH_MAX: usize = 16;
+
+/// The savepoint of the logical transaction that holds the connection.
+const SAVEPOINT: &str = "SAVEPOINT jl_write";
+const RELEASE: &str = "RELEASE jl_write";
+const ROLLBACK_TO: &str = "ROLLBACK TO jl_write";
+
+/// How many logical and physical commits the writer made: their ratio is
+/// the batching that group commit achieved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CommitStats {
+    pub logical: u64,
+    pub physical: u64,
+}
+
+/// The writer: its thread, its connection and who waits for it.
+#[derive(Debug)]
+pub(crate) struct SqliteWriter {
+    thread: WriterThread,
+    conn: Arc<Mutex<WriterConn>>,
+    /// Writers queued for the connection.
+    waiting: AtomicUsize,
+    logical: AtomicU64,
+    physical: AtomicU64,
+}
+
+/// The connection and the physical transaction's bookkeeping.
+#[derive(Debug)]
+pub(crate) struct WriterConn {
+    conn: AnyConnection,
+    /// A physical transaction is open.
+    open: bool,
+    /// Logical commits waiting for the physical commit.
+    pending: Vec<oneshot::Sender<Result<(), String>>>,
+    /// A logical transaction was dropped inside its savepoint, which must be
+    /// rolled back before anyone else writes.
+    abandoned: bool,
+}
+
+impl SqliteWriter {
+    pub(crate) fn new(conn: AnyConnection) -> Result<Arc<SqliteWriter>, StoreError> {
+        Ok(Arc::new(SqliteWriter {
+            thread: WriterThread::start()?,
+            conn: Arc::new(Mutex::new(WriterConn {
+                conn,
+                open: false,
+                pending: Vec::new(),
+                abandoned: false,
+            })),
+            waiting: AtomicUsize::new(0),
+            logical: AtomicU64::new(0),
+            physical: AtomicU64::new(0),
+        }))
+    }
+
+    pub(crate) fn runtime(&self) -> &tokio::runtime::Handle {
+        &self.thread.runtime
+    }
+
+    pub(crate) fn stats(&self) -> CommitStats {
+        CommitStats {
+            logical: self.logical.load(Ordering::Relaxed),
+            physical: self.physical.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Starts a logical transaction: waits for the connection, joins the open
+    /// physical transaction or begins one, and sets the savepoint.
+    pub(crate) async fn begin(self: &Arc<Self>) -> Result<SqliteTxn, sqlx::Error> {
+        let mut queued = Queued::new(self);
+        let mut guard = self.conn.clone().lock_owned().await;
+        queued.served();
+        guard.recover().await;
+        if !guard.open {
+            // Nothing is open, so nothing to abort if this fails.
+            guard.conn.execute("BEGIN IMMEDIATE").await?;
+            guard.open = true;
+        }
+        if let Err(e) = guard.conn.execute(SAVEPOINT).await {
+            guard.abort(&e).await;
+            return Err(e);
+        }
+        Ok(SqliteTxn {
+            guard,
+            writer: self.clone(),
+            finished: false,
+        })
+    }
+
+    /// Ends the open physical transaction unless someone will join it.
+    async fn flush(self: Arc<Self>) {
+        let mut guard = self.conn.clone().lock_owned().await;
+        guard.recover().await;
+        if self.waiting.load(Ordering::SeqCst) == 0 {
+            let _ = guard.commit(&self).await;
+        }
+    }
+
+    fn spawn_flush(self: &Arc<Self>) {
+        let writer = self.clone();
+        self.thread.runtime.spawn(writer.flush());
+    }
+}
+
+impl WriterConn {
+    /// Rolls back the savepoint of a logical transaction that was dropped.
+    async fn recover(&mut self) {
+        if !std::mem::take(&mut self.abandoned) {
+            return;
+        }
+        let undone = match self.conn.execute(ROLLBACK_TO).await {
+            Ok(_) => self.conn.execute(RELEASE).await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = undone {
+            // The physical transaction is gone with it (SQLite rolls the
+            // whole transaction back on some errors): so are the others.
+            self.abort(&e).await;
+        }
+    }
+
+    /// The physical commit: every pending logical commit learns its result.
+    async fn commit(&mut self, writer: &SqliteWriter) -> Result<(), sqlx::Error> {
+        if !self.open {
+            return Ok(());
+        }
+        let result = self.conn.execute("COMMIT").await.map(|_| ());
+        self.open = false;
+        if result.is_err() {
+            // Leave no half-state behind; an error here means none is open.
+            let _ = self.conn.execute("ROLLBACK").await;
+        } else {
+            writer.physical.fetch_add(1, Ordering::Relaxed);
+        }
+        let shared = result.as_ref().map_err(ToString::to_string).copied();
+        for waiter in self.pending.drain(..) {
+            let _ = waiter.send(shared.clone());
+        }
+        result
+    }
+
+    /// Rolls the physical transaction back: every pending logical commit fails.
+    async fn abort(&mut self, cause: &sqlx::Error) {
+        if self.open {
+            let _ = self.conn.execute("ROLLBACK").await;
+            self.open = false;
+        }
+        let reason = format!("the group commit was rolled back: {cause}");
+        for waiter in self.pending.drain(..) {
+            let _ = waiter.send(Err(reason.clone()));
+        }
+    }
+}
+
+/// Counts a writer in the queue until it gets the connection; a writer that
+/// stops waiting may have been counted on to end the physical transaction,
+/// so it leaves a flush behind.
+struct Queued<'a> {
+    writer: &'a Arc<SqliteWriter>,
+    served: bool,
+}
+
+impl<'a> Queued<'a> {
+    fn new(writer: &'a Arc<SqliteWriter>) -> Queued<'a> {
+        writer.waiting.fetch_add(1, Ordering::SeqCst);
+        Queued {
+            writer,
+            served: false,
+        }
+    }
+
+    fn served(&mut self) {
+        self.served = true;
+        self.writer.waiting.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        if !self.served {
+            self.writer.waiting.fetch_sub(1, Ordering::SeqCst);
+            self.writer.spawn_flush();
+        }
+    }
+}
+
+/// A logical write transaction: the writer's connection inside a savepoint.
+#[derive(Debug)]
+pub(crate) struct SqliteTxn {
+    guard: OwnedMutexGuard<WriterConn>,
+    writer: Arc<SqliteWriter>,
+    finished: bool,
+}
+
+/// What ending a logical transaction left to wait for.
+enum Ended {
+    Done(Result<(), sqlx::Error>),
+    AwaitCommit(oneshot::Receiver<Result<(), String>>),
+}
+
+impl SqliteTxn {
+    pub(crate) fn conn(&mut self) -> &mut AnyConnection {
+        &mut self.guard.conn
+    }
+
+    pub(crate) fn conn_ref(&self) -> &AnyConnection {
+        &self.guard.conn
+    }
+
+    /// Keeps this transaction's writes; returns once they are on disk.
+    pub(crate) async fn commit(mut self) -> Result<(), sqlx::Error> {
+        let ended = match self.guard.conn.execute(RELEASE).await {
+            Ok(_) => {
+                self.writer.logical.fetch_add(1, Ordering::Relaxed);
+                self.end(true).await
+            }
+            Err(e) => {
+                self.guard.abort(&e).await;
+                Ended::Done(Err(e))
+            }
+        };
+        self.finished = true;
+        // Releases the connection before waiting for the physical commit.
+        drop(self);
+        match ended {
+            Ended::Done(result) => result,
+            Ended::AwaitCommit(receiver) => match receiver.await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(reason)) => Err(sqlx::Error::Protocol(reason)),
+                Err(_) => Err(sqlx::Error::Protocol(
+                    "the group commit ended without an answer".into(),
+                )),
+            },
+        }
+    }
+
+    /// Discards this transaction's writes; the others in the physical
+    /// transaction keep theirs.
+    pub(crate) async fn rollback(mut self) -> Result<(), sqlx::Error> {
+        let undone = match self.guard.conn.execute(ROLLBACK_TO).await {
+            Ok(_) => self.guard.conn.execute(RELEASE).await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        let result = match undone {
+            Ok(()) => match self.end(false).await {
+                Ended::Done(r) => r,
+                Ended::AwaitCommit(_) => Ok(()),
+            },
+            Err(e) => {
+                self.guard.abort(&e).await;
+                Err(e)
+            }
+        };
+        self.finished = true;
+        result
+    }
+
+    /// With the savepoint closed: commits the physical transaction now when
+    /// nobody will join it (or the batch is full), else leaves that to the
+    /// next writer. A committing transaction learns the physical result; a
+    /// rolled-back one has nothing in it to learn about.
+    async fn end(&mut self, committing: bool) -> Ended {
+        let writer = self.writer.clone();
+        let alone = writer.waiting.load(Ordering::SeqCst) == 0;
+        let full = self.guard.pending.len() + usize::from(committing) >= BATCH_MAX;
+        if alone || full {
+            let result = self.guard.commit(&writer).await;
+            return Ended::Done(if committing { result } else { Ok(()) });
+        }
+        if !committing {
+            return Ended::Done(Ok(()));
+        }
+        let (sender, receiver) = oneshot::channel();
+        self.guard.pending.push(sender);
+        Ended::AwaitCommit(receiver)
+    }
+}
+
+impl Drop for SqliteTxn {
+    fn drop(&mut self) {
+        if !self.finished {
+            // Dropped inside its savepoint (an error returned early): the
+            // next holder rolls the savepoint back, and a flush makes sure
+            // someone does even if nobody else comes.
+            self.guard.abandoned = true;
+            self.writer.spawn_flush();
+        }
+    }
+}
+
+/// A thread of the store's own running a single-threaded runtime: writes
+/// run there (see the module documentation).
+#[derive(Debug)]
+struct WriterThread {
+    runtime: tokio::runtime::Handle,
+    /// Dropped with the writer, which ends the thread.
+    _stop: oneshot::Sender<()>,
+}
+
+impl WriterThread {
+    fn start() -> Result<WriterThread, StoreError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| StoreError::Writer(format!("cannot build its runtime: {e}")))?;
+        let handle = runtime.handle().clone();
+        let (stop, stopped) = oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("jianlian-store-writer".into())
+            .spawn(move || {
+                // Runs until the writer is gone (the sender drops).
+                let _ = runtime.block_on(stopped);
+            })
+            .map_err(|e| StoreError::Writer(format!("cannot start its thread: {e}")))?;
+        Ok(WriterThread {
+            runtime: handle,
+            _stop: stop,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Group commit keeps each writer's all-or-nothing promise: batched
+    //! writers share disk syncs, a writer that rolls back or is dropped takes
+    //! only its own writes with it, and a failed physical commit fails every
+    //! writer in it.
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::str::FromStr as _;
+
+    use sqlx::any::AnyConnectOptions;
+    use sqlx::{Connection as _, Executor as _};
+
+    use super::*;
+
+    async fn open(dir: &std::path::Path) -> (Arc<SqliteWriter>, AnyConnectOptions) {
+        sqlx::any::install_default_drivers();
+        let url = format!("sqlite://{}?mode=rwc", dir.join("w.db").display());
+        let options = AnyConnectOptions::from_str(&url).unwrap();
+        let mut conn = AnyConnection::connect_with(&options).await.unwrap();
+        conn.execute(
+            "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; \
+             CREATE TABLE parent (id INTEGER PRIMARY KEY); \
+             CREATE TABLE child (v TEXT NOT NULL, parent_id INTEGER \
+             REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED)",
+        )
+        .await
+        .unwrap();
+        (SqliteWriter::new(conn).unwrap(), options)
+    }
+
+    async fn insert(tx: &mut SqliteTxn, v: &str, parent: Option<i64>) {
+        sqlx::query("INSERT INTO child (v, parent_id) VALUES ($1, $2)")
+            .bind(v.to_owned())
+            .bind(parent)
+            .execute(tx.conn())
+            .await
+            .unwrap();
+    }
+
+    /// The rows another connection sees: what was really committed.
+    async fn committed(options: &AnyConnectOptions) -> Vec<String> {
+        let mut conn = AnyConnection::connect_with(options).await.unwrap();
+        sqlx::query_scalar("SELECT v FROM child ORDER BY v")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap()
+    }
+
+    /// Yields until `n` writers queue for the connection (bounded).
+    async fn until_queued(writer: &SqliteWriter, n: usize) {
+        for _ in 0..100_000 {
+            if writer.waiting.load(Ordering::SeqCst) >= n {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+        panic!("{n} writers never queued");
+    }
+
+    #[tokio::test]
+    async fn concurrent_writers_share_disk_syncs() {
+        let dir = tempfile::tempdir().unwrap();
+        let (writer, options) = open(dir.path()).await;
+        let tasks: Vec<_> = (0..40)
+            .map(|i| {
+                let writer = writer.clone();
+                writer.runtime().clone().spawn(async move {
+                    let mut tx = writer.begin().await?;
+                    insert(&mut tx, &format!("w{i:02}"), None).await;
+                    tx.commit().await
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap().unwrap();
+        }
+        assert_eq!(committed(&options).await.len(), 40);
+        let stats = writer.stats();
+        assert_eq!(stats.logical, 40);
+        assert!(
+            stats.physical < stats.logical && stats.physical >= 40 / BATCH_MAX as u64,
+            "{stats:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_writer_alone_commits_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (writer, options) = open(dir.path()).await;
+        let mut tx = writer.begin().await.unwrap();
+        insert(&mut tx, "alone", None).await;
+        tx.commit().await.unwrap();
+        assert_eq!(committed(&options).await, ["alone"]);
+        assert_eq!(
+            writer.stats(),
+            CommitStats {
+                logical: 1,
+                physical: 1
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn a_dropped_writer_takes_only_its_own_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (writer, options) = open(dir.path()).await;
+        let mut first = writer.begin().await.unwrap();
+        insert(&mut first, "dropped", None).await;
+        let second = tokio::spawn({
+            let writer = writer.clone();
+            async move {
+                let mut tx = writer.begin().await?;
+                insert(&mut tx, "kept", None).await;
+                tx.commit().await
+            }
+        });
+        until_queued(&writer, 1).await;
+        drop(first);
+        second.await.unwrap().unwrap();
+        assert_eq!(committed(&options).await, ["kept"]);
+    }
+
+    #[tokio::test]
+    async fn a_commit_waits_for_the_writer_after_it_and_survives_its_rollback() {
+        let dir = tempfile::tempdir().unwrap();
+        let (writer, options) = open(dir.path()).await;
+        let mut first = writer.begin().await.unwrap();
+        insert(&mut first, "committed", None).await;
+        let second = tokio::spawn({
+            let writer = writer.clone();
+            async move {
+                let mut tx = writer.begin().await?;
+                insert(&mut tx, "rolled back", None).await;
+                tx.rollback().await
+            }
+        });
+        until_queued(&writer, 1).await;
+        // Someone waits, so this commit joins a batch the second writer ends.
+        first.commit().await.unwrap();
+        second.await.unwrap().unwrap();
+        assert_eq!(committed(&options).await, ["committed"]);
+        assert_eq!(
+            writer.stats(),
+            CommitStats {
+                logical: 1,
+                physical: 1
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_physical_commit_fails_every_writer_in_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (writer, options) = open(dir.path()).await;
+        let mut first = writer.begin().await.unwrap();
+        insert(&mut first, "innocent", None).await;
+        let second = tokio::spawn({
+            let writer = writer.clone();
+            async move {
+                let mut tx = writer.begin().await?;
+                // A deferred foreign key fails only at COMMIT.
+                insert(&mut tx, "orphan", Some(42)).await;
+                tx.commit().await
+            }
+        });
+        until_queued(&writer, 1).await;
+        let first = first.commit().await;
+        let second = second.await.unwrap();
+        assert!(second.is_err(), "the orphan's commit must fail");
+        assert!(
+            first.is_err(),
+            "a writer must not be told its writes are committed when its batch was not"
+        );
+        assert!(committed(&options).await.is_empty());
+        // The writer is usable afterwards.
+        let mut tx = writer.begin().await.unwrap();
+        insert(&mut tx, "after", None).await;
+        tx.commit().await.unwrap();
+        assert_eq!(committed(&options).await, ["after"]);
+    }
+}
