@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::OnceLock;
 
-use jianlian_alipay::api::trade::{TradeCancel, TradeRef, TradeRefund};
+use jianlian_alipay::api::trade::{CancelAction, TradeCancel, TradeRef, TradeRefund, YesNo};
 use jianlian_alipay::time::{beijing_date, beijing_midnight};
 use jianlian_alipay::{Fen, ManualClock, PrivateKey};
 use jianlian_sandbox::bills::format::Flavor;
@@ -114,6 +114,11 @@ async fn scenario(ops: Vec<Op>) {
         .await;
     let mut otns: Vec<String> = Vec::new();
     let mut requests = 0;
+    // Where each payment and refund belongs, from the test's own reading of
+    // the clock when it made the call (the clock stands still during a call).
+    let mut want_trades: BTreeMap<String, jiff::civil::Date> = BTreeMap::new();
+    let mut want_refunds: BTreeMap<(String, String), jiff::civil::Date> = BTreeMap::new();
+    let mut cancel_refunds: BTreeMap<String, jiff::civil::Date> = BTreeMap::new();
     for op in ops {
         match op {
             Op::Wait(s) => t.advance(s).await,
@@ -132,7 +137,9 @@ async fn scenario(ops: Vec<Op>) {
                 let code = t.code(&buyer).await;
                 let mut req = t.pay_req(&otn, "0.01", &code);
                 req.order.total_amount = Fen::new(fen);
+                let day = beijing_date(t.sandbox.now());
                 assert!(t.call(&req).await.is_success(), "{otn}");
+                want_trades.insert(otn.clone(), day);
                 otns.push(otn);
             }
             Op::Refund { trade, per_mille } => {
@@ -150,24 +157,34 @@ async fn scenario(ops: Vec<Op>) {
                     continue;
                 }
                 requests += 1;
+                let day = beijing_date(t.sandbox.now());
+                let out_request_no = format!("R{requests}");
                 // Refused refunds (finished or closed trades) are fine here.
-                let _ = t
+                let answer = t
                     .call(&TradeRefund {
                         trade: TradeRef::out_trade_no(otn),
                         refund_amount: Fen::new(amount.min(left)),
-                        out_request_no: Some(format!("R{requests}")),
+                        out_request_no: Some(out_request_no.clone()),
                         ..Default::default()
                     })
                     .await;
+                if answer.success().and_then(|r| r.fund_change) == Some(YesNo::Y) {
+                    want_refunds.insert((otn.clone(), out_request_no), day);
+                }
             }
             Op::Cancel { trade } => {
                 if let Some(otn) = otns.get(trade % otns.len().max(1)) {
-                    let _ = t
+                    let day = beijing_date(t.sandbox.now());
+                    let answer = t
                         .call(&TradeCancel {
                             trade: TradeRef::out_trade_no(otn),
                             ..Default::default()
                         })
                         .await;
+                    if answer.success().and_then(|r| r.action) == Some(CancelAction::Refund) {
+                        // A repeated cancel answers from the first one.
+                        cancel_refunds.entry(otn.clone()).or_insert(day);
+                    }
                 }
             }
         }
@@ -181,16 +198,36 @@ async fn scenario(ops: Vec<Op>) {
     .await;
 
     let pid = t.app.pid.clone();
-    // Where each payment and refund belongs.
-    let mut want_trades: BTreeMap<String, jiff::civil::Date> = BTreeMap::new();
-    let mut want_refunds: BTreeMap<(String, String), jiff::civil::Date> = BTreeMap::new();
+    // The sandbox's records agree with what the test saw; a cancel's refund
+    // takes the key the sandbox gave it.
     for otn in &otns {
         let tr = t.sandbox.trade_by_out_trade_no(&pid, otn).await.unwrap();
         let paid = tr.paid_at.expect("every Pay op paid");
-        want_trades.insert(otn.clone(), beijing_date(paid));
+        assert_eq!(
+            Some(&beijing_date(paid)),
+            want_trades.get(otn),
+            "{otn} paid"
+        );
         for r in &tr.refunds {
-            want_refunds.insert((otn.clone(), r.out_request_no.clone()), beijing_date(r.at));
+            let key = (otn.clone(), r.out_request_no.clone());
+            let day = match want_refunds.get(&key) {
+                Some(day) => *day,
+                None => {
+                    let day = *cancel_refunds
+                        .get(otn)
+                        .unwrap_or_else(|| panic!("{key:?}: a refund the test never asked for"));
+                    want_refunds.insert(key.clone(), day);
+                    day
+                }
+            };
+            assert_eq!(beijing_date(r.at), day, "{key:?} refunded");
         }
+        let recorded = tr.refunds.len();
+        let asked = want_refunds.keys().filter(|(o, _)| o == otn).count();
+        assert_eq!(
+            recorded, asked,
+            "{otn}: refunds recorded and accepted differ"
+        );
     }
     let mut got_trades: BTreeMap<String, jiff::civil::Date> = BTreeMap::new();
     let mut got_refunds: BTreeMap<(String, String), jiff::civil::Date> = BTreeMap::new();
@@ -258,7 +295,7 @@ async fn scenario(ops: Vec<Op>) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
     #[test]
     fn no_trade_is_missing_or_counted_twice_across_days(
