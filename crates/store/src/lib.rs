@@ -14,14 +14,16 @@
 //! - `ledger`: journals read back and checked.
 //! - `outbox`: channel notifications and their delivery bookkeeping.
 //! - `jobs`: leased background jobs, claimable by several gateway processes.
+//! - `sqlite_writer`: SQLite's single writer, on a thread of its own, with
+//!   group commit (every SQLite write transaction goes through it).
 //!
 //! **Conventions.** Money is BIGINT fen and time BIGINT epoch milliseconds on
 //! both backends, so rows decode the same way. Time is always passed in by the
 //! caller (the gateway's `Clock`); SQL never reads the database clock.
-//! Every write that spans rows is one transaction: on SQLite it starts with
-//! `BEGIN IMMEDIATE` (writers queue on the lock instead of failing when a read
-//! would have to become a write); on PostgreSQL the rows it reads are locked
-//! with `FOR UPDATE`.
+//! Every write that spans rows is one transaction: on SQLite a savepoint in
+//! the writer's `BEGIN IMMEDIATE` transaction (writers queue for the writer
+//! instead of failing when a read would have to become a write); on
+//! PostgreSQL the rows it reads are locked with `FOR UPDATE`.
 //!
 //! **Jobs the store enqueues itself**, in the transaction of the write that
 //! makes them necessary (the gateway runs them; each is idempotent):
@@ -260,9 +262,9 @@ impl Store {
     }
 
     /// Starts a write transaction, for callers that enqueue jobs together
-    /// with their own writes ([`WriteTx::enqueue`]). On SQLite it holds this
-    /// process's write turn until it commits: call no other writing method of
-    /// the store while it is open (that call would wait for it).
+    /// with their own writes ([`WriteTx::enqueue`]). On SQLite it holds the
+    /// writer until it commits: call no other writing method of the store
+    /// while it is open (that call would wait for it).
     pub async fn begin(&self) -> Result<WriteTx, StoreError> {
         Ok(WriteTx {
             tx: self.begin_write().await?,
