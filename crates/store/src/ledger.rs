@@ -47,17 +47,26 @@ pub(crate) async fn insert_journal_in(
         }
         Err(e) => return Err(e.into()),
     };
-    for entry in journal.entries() {
-        sqlx::query(
-            "INSERT INTO journal_entries (journal_id, account, side, amount) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(id)
-        .bind(entry.account.code())
-        .bind(side_str(entry.side))
-        .bind(entry.amount.get())
-        .execute(&mut *conn)
-        .await?;
+    // All entries in one statement: one round trip per journal, not per line.
+    let entries = journal.entries();
+    let mut sql =
+        String::from("INSERT INTO journal_entries (journal_id, account, side, amount) VALUES ");
+    for i in 0..entries.len() {
+        let p = 4 * i;
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!("(${}, ${}, ${}, ${})", p + 1, p + 2, p + 3, p + 4));
     }
+    let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for entry in entries {
+        insert = insert
+            .bind(id)
+            .bind(entry.account.code())
+            .bind(side_str(entry.side))
+            .bind(entry.amount.get());
+    }
+    insert.execute(&mut *conn).await?;
     Ok(())
 }
 
