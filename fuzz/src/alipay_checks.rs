@@ -121,8 +121,9 @@ pub fn notification_parser(data: &[u8]) {
     let _ = notification.verify(alipay_public_key(), None);
 }
 
-/// The yuan grammar, independent of `Fen::parse_yuan`: 1 to 15 integer digits,
-/// then optionally `.` and one or two digits.
+/// The yuan grammar, independent of `Fen::parse_yuan`: 1 to 15 integer digits
+/// without a leading zero (`0` itself is fine), then optionally `.` and one or
+/// two digits.
 fn is_yuan_text(text: &str) -> bool {
     let (int, frac) = match text.split_once('.') {
         Some((int, frac)) => (int, Some(frac)),
@@ -130,7 +131,8 @@ fn is_yuan_text(text: &str) -> bool {
     };
     let digits =
         |s: &str, max: usize| (1..=max).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit());
-    digits(int, 15) && frac.is_none_or(|f| digits(f, 2))
+    let leading_zero = int.len() > 1 && int.starts_with('0');
+    digits(int, 15) && !leading_zero && frac.is_none_or(|f| digits(f, 2))
 }
 
 /// Input: a yuan amount (or anything else).
@@ -158,6 +160,10 @@ pub fn yuan_parser(data: &[u8]) {
     // At the wire a yuan string deserializes exactly as it parses.
     if let Ok(json) = serde_json::to_string(text) {
         assert_eq!(serde_json::from_str::<Fen>(&json).ok(), signed.clone().ok());
+    }
+    // A JSON number is never an amount, however it is written.
+    if let Ok(Value::Number(_)) = serde_json::from_str::<Value>(text) {
+        assert!(serde_json::from_str::<Fen>(text).is_err(), "{text:?}");
     }
     if let Ok(fen) = Fen::parse_trade_amount(text) {
         assert!((TRADE_AMOUNT_MIN..=TRADE_AMOUNT_MAX).contains(&fen));

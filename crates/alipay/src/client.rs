@@ -8,7 +8,10 @@ use crate::api::{AlipayApi, ApiParams};
 use crate::form::Charset;
 use crate::keys::PublicKey;
 use crate::request::{AppCredentials, BuildError, CallOptions, SignedRequest, build_raw};
-use crate::response::{Outcome, ResponseCheck, UnknownReason, classify, verify_response};
+use crate::response::{
+    Outcome, ResponseCheck, ResponseError, UnknownReason, VerifiedNode, classify, classify_for,
+    verify_response,
+};
 use crate::time::Clock;
 
 /// Where and how to reach Alipay.
@@ -96,11 +99,12 @@ impl AlipayClient {
             options,
             self.clock.now(),
         )?;
-        let (outcome, body) = self.send::<A::Response>(&request).await;
+        let (outcome, body) = self.send(&request, classify_for::<A>).await;
         Ok((outcome, Exchange { request, body }))
     }
 
-    /// Calls a method known only at run time.
+    /// Calls a method known only at run time. Its answer must carry `code`
+    /// (see [`classify`]).
     pub async fn execute_raw<T: serde::de::DeserializeOwned>(
         &self,
         method: &str,
@@ -108,12 +112,16 @@ impl AlipayClient {
         options: &CallOptions,
     ) -> Result<Outcome<T>, BuildError> {
         let request = build_raw(&self.config.app, method, params, options, self.clock.now())?;
-        Ok(self.send::<T>(&request).await.0)
+        Ok(self.send(&request, classify::<T>).await.0)
     }
 
-    async fn send<T: serde::de::DeserializeOwned>(
+    /// Sends a signed request and verifies the answer, which `classify_answer`
+    /// (the caller's: only it knows whether its API may answer without `code`)
+    /// turns into an outcome.
+    async fn send<T>(
         &self,
         request: &SignedRequest,
+        classify_answer: fn(Result<VerifiedNode, ResponseError>) -> Outcome<T>,
     ) -> (Outcome<T>, Option<String>) {
         let (query, body) = match (request.query_string(), request.body()) {
             (Ok(q), Ok(b)) => (q, b),
@@ -168,7 +176,7 @@ impl AlipayClient {
             aes: self.config.app.aes_key.as_ref(),
             alipay_cert_sn: self.config.alipay_cert_sn.as_deref(),
         };
-        let outcome = classify(verify_response(&text, &request.method, check));
+        let outcome = classify_answer(verify_response(&text, &request.method, check));
         (outcome, Some(text))
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! The one rule that matters most: a code either proves the call had **no
 //! effect** (a failure a client may act on) or leaves the outcome **unknown**
-//! (20000, `*.SYSTEM_ERROR`), which must lead to a query, never to a failure.
+//! (20000, `*.SYSTEM_ERROR`, `ACQ.TRADE_HAS_SUCCESS`), which must lead to a
+//! query, never to a failure.
 
 use std::fmt;
 
@@ -92,8 +93,8 @@ impl fmt::Display for Code {
 /// apis.md §2.1.d, extended to the gateway codes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Action {
-    /// Outcome unknown: query, then cancel (pay) or retry with the same
-    /// parameters (idempotent calls).
+    /// Outcome unknown, or money may have moved: query, then cancel (pay) or
+    /// retry with the same parameters (idempotent calls). Never a failure.
     Query,
     /// The buyer refreshes the payment code; retry with a new code.
     NewCode,
@@ -101,7 +102,9 @@ pub enum Action {
     Buyer,
     /// A request or configuration error; do not retry unchanged.
     Fix,
-    /// The trade already exists in that state; act on its state.
+    /// The trade already exists in a state that refuses this call (closed,
+    /// finished, another buyer's); act on its state. A trade that is already
+    /// paid is not this: `ACQ.TRADE_HAS_SUCCESS` calls for [`Action::Query`].
     State,
     /// Retry the same request later (frequency limits, seller balance).
     RetryLater,
@@ -206,7 +209,10 @@ sub_codes! {
     BusinessFailed "ACQ.TOTAL_FEE_EXCEED" "订单总金额超过限额" Fix;
     BusinessFailed "ACQ.PAYMENT_AUTH_CODE_INVALID" "支付授权码无效" NewCode;
     BusinessFailed "ACQ.CONTEXT_INCONSISTENT" "交易信息被篡改" Fix;
-    BusinessFailed "ACQ.TRADE_HAS_SUCCESS" "交易已被支付" State;
+    // apis.md's STATE row says "treat as success if same buyer/order (confirm
+    // via query)": the out_trade_no is paid, so this must never read as a
+    // failed payment. Only a query can tell whether the payment is this order.
+    BusinessFailed "ACQ.TRADE_HAS_SUCCESS" "交易已被支付" Query;
     BusinessFailed "ACQ.TRADE_HAS_CLOSE" "交易已经关闭" State;
     BusinessFailed "ACQ.BUYER_BALANCE_NOT_ENOUGH" "买家余额不足" Buyer;
     BusinessFailed "ACQ.BUYER_BANKCARD_BALANCE_NOT_ENOUGH" "用户银行卡余额不足" Buyer;

@@ -30,7 +30,7 @@ pub struct Fen(i64);
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MoneyError {
     #[error(
-        "amount {0:?} is not a yuan amount: expected digits with at most two decimals, like 88.88"
+        "amount {0:?} is not a yuan amount: expected digits without leading zeros and with at most two decimals, like 88.88"
     )]
     Malformed(String),
     #[error("amount {0} is out of range: a trade amount must be between 0.01 and 100000000.00")]
@@ -86,7 +86,10 @@ impl Fen {
     }
 
     /// Parses a non-negative yuan amount: `digits[.d[d]]`, nothing else (no sign,
-    /// no exponent, no spaces, no thousands separators).
+    /// no exponent, no spaces, no thousands separators, no leading zeros:
+    /// `0.01` and `0` but not `007.00`, which some parsers read as octal). Any
+    /// amount from 0.00 parses, since responses and bills carry zeros and sums;
+    /// [`Fen::parse_trade_amount`] adds the trade range.
     pub fn parse_yuan(text: &str) -> Result<Fen, MoneyError> {
         let malformed = || MoneyError::Malformed(text.to_owned());
         let (int_part, frac_part) = match text.split_once('.') {
@@ -96,6 +99,7 @@ impl Fen {
         if int_part.is_empty()
             || int_part.len() > YUAN_INTEGER_DIGITS_MAX
             || !int_part.bytes().all(|b| b.is_ascii_digit())
+            || (int_part.len() > 1 && int_part.starts_with('0'))
         {
             return Err(malformed());
         }
@@ -172,9 +176,11 @@ impl Serialize for Fen {
     }
 }
 
-/// Accepts a yuan string (the documented wire form) or a JSON number written
-/// with at most two decimals (some clients send `88.88` unquoted); the number's
-/// text is parsed with the same strict rule, never through a float.
+/// Accepts a yuan string, the only wire form Alipay documents and sends
+/// (`"88.88"`; a leading `-` for bill refunds), parsed by the strict rule.
+/// JSON numbers are refused, integers too: serde_json hands a fraction over as
+/// an `f64`, whose text is no longer the sender's, and accepting `88` while
+/// refusing `88.5` would only move the surprise.
 impl<'de> Deserialize<'de> for Fen {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct Visitor;
@@ -187,17 +193,21 @@ impl<'de> Deserialize<'de> for Fen {
                 Fen::parse_signed_yuan(v).map_err(E::custom)
             }
             fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Fen, E> {
-                Fen::parse_yuan(&v.to_string()).map_err(E::custom)
+                Err(E::custom(number_refused(&v)))
             }
             fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Fen, E> {
-                Fen::parse_signed_yuan(&v.to_string()).map_err(E::custom)
+                Err(E::custom(number_refused(&v)))
             }
-            fn visit_f64<E: serde::de::Error>(self, _v: f64) -> Result<Fen, E> {
-                Err(E::custom("amounts must be yuan strings such as \"88.88\""))
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Fen, E> {
+                Err(E::custom(number_refused(&v)))
             }
         }
         deserializer.deserialize_any(Visitor)
     }
+}
+
+fn number_refused(number: &dyn fmt::Display) -> String {
+    format!("amount {number} is a JSON number; amounts are yuan strings such as \"88.88\"")
 }
 
 /// A fee rate in parts per million (`0.0038` = 3800 ppm), between 0 and 1.
@@ -335,10 +345,39 @@ mod tests {
         assert_eq!(Fen::parse_yuan("88"), Ok(Fen(8800)));
         assert_eq!(Fen::parse_yuan("0.01"), Ok(Fen(1)));
         assert_eq!(Fen::parse_yuan("0.00"), Ok(Fen(0)));
+        assert_eq!(Fen::parse_yuan("0"), Ok(Fen(0)));
+        assert_eq!(Fen::parse_yuan("0.5"), Ok(Fen(50)));
+        assert_eq!(Fen::parse_yuan("100000000.00"), Ok(Fen(10_000_000_000)));
         for bad in [
             "", ".5", "1.", "1.234", "-1", "+1", "1e2", " 1", "1 ", "1,000", "0x10", "１",
+            "007.00", "00", "00.01", "01", "-01.00",
         ] {
             assert!(Fen::parse_yuan(bad).is_err(), "{bad:?} should be refused");
+        }
+        assert_eq!(Fen::parse_signed_yuan("-007.00").ok(), None);
+    }
+
+    #[test]
+    fn json_amounts_are_strings_never_numbers() {
+        assert_eq!(
+            serde_json::from_str::<Fen>(r#""88.88""#).ok(),
+            Some(Fen(8888))
+        );
+        assert_eq!(
+            serde_json::from_str::<Fen>(r#""-1.50""#).ok(),
+            Some(Fen(-150))
+        );
+        for number in ["88.88", "88", "-1", "0.1", "1e2", "18446744073709551615"] {
+            let error = serde_json::from_str::<Fen>(number)
+                .expect_err(number)
+                .to_string();
+            assert!(
+                error.contains("is a JSON number; amounts are yuan strings"),
+                "{number}: {error}"
+            );
+        }
+        for bad in [r#""007.00""#, r#""1.234""#, "null", "true", "[]"] {
+            assert!(serde_json::from_str::<Fen>(bad).is_err(), "{bad}");
         }
     }
 

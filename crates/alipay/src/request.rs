@@ -5,7 +5,7 @@
 use jiff::Timestamp;
 
 use crate::aes::{AesError, AesKey};
-use crate::api::{AlipayApi, ApiParams};
+use crate::api::{AlipayApi, ApiParams, redacted};
 use crate::form::{self, Charset, EncodeError, SignScope};
 use crate::keys::{PrivateKey, SignError, SignType};
 use crate::time::format_beijing;
@@ -43,13 +43,33 @@ pub struct CertSns {
     pub alipay_root_cert_sn: String,
 }
 
-/// Optional common parameters of one call.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Optional common parameters of one call. `Debug` shows whether each token
+/// is there, never its text: `app_auth_token` acts for the merchant and
+/// `auth_token` for the buyer.
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct CallOptions {
     pub notify_url: Option<String>,
     pub return_url: Option<String>,
     pub app_auth_token: Option<String>,
     pub auth_token: Option<String>,
+}
+
+impl std::fmt::Debug for CallOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Destructured, so a new field cannot be left out (or leak) unnoticed.
+        let CallOptions {
+            notify_url,
+            return_url,
+            app_auth_token,
+            auth_token,
+        } = self;
+        f.debug_struct("CallOptions")
+            .field("notify_url", notify_url)
+            .field("return_url", return_url)
+            .field("app_auth_token", &redacted(app_auth_token))
+            .field("auth_token", &redacted(auth_token))
+            .finish()
+    }
 }
 
 /// Why a request could not be built.
@@ -219,4 +239,29 @@ pub fn build_raw(
         }
     }
     SignedRequest::sign(method, params, &app.private_key, app.sign_type, app.charset)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn call_options_debug_hides_tokens() {
+        let options = CallOptions {
+            notify_url: Some("https://bank.example.com/notify/alipay".into()),
+            return_url: None,
+            app_auth_token: Some("202405BB8a1d2c3e4f5a6b7c8d9e0f1a2b3c4d5e".into()),
+            auth_token: Some("authusrB7e1c1a9bd5f74b9c8f0d4a1e2c3b4d5X".into()),
+        };
+        let debug = format!("{options:?}");
+        assert!(!debug.contains("202405BB"), "{debug}");
+        assert!(!debug.contains("authusrB"), "{debug}");
+        assert!(debug.contains("app_auth_token: Some((..))"), "{debug}");
+        assert!(debug.contains("auth_token: Some((..))"), "{debug}");
+        assert!(
+            debug.contains(r#"notify_url: Some("https://bank.example.com/notify/alipay")"#),
+            "{debug}"
+        );
+        assert!(debug.contains("return_url: None"), "{debug}");
+    }
 }

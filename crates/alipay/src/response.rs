@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use crate::aes::AesKey;
+use crate::api::AlipayApi;
 use crate::codes::{self, Action, Code};
 use crate::form::Charset;
 use crate::keys::{PublicKey, SignType};
@@ -398,7 +399,11 @@ pub struct Reply<T> {
     pub node_json: String,
 }
 
-/// A definite failure: Alipay refused and nothing happened.
+/// A definite failure: Alipay refused this call and it had no effect, so a
+/// payment call that failed paid nothing. `ACQ.TRADE_HAS_SUCCESS` refuses the
+/// call too, but says the order is already paid: it is [`Outcome::Unknown`],
+/// so that no caller records a paid order as a failed payment, and a query
+/// tells whether the paid trade is this order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Failure {
     pub code: Code,
@@ -413,7 +418,9 @@ pub struct Failure {
 /// Why the outcome of a call is unknown.
 #[derive(Debug, Clone, PartialEq)]
 pub enum UnknownReason {
-    /// 20000, or a `*.SYSTEM_ERROR` sub_code.
+    /// 20000, or a `sub_code` whose action is to query: `*.SYSTEM_ERROR`, or
+    /// `ACQ.TRADE_HAS_SUCCESS` (the trade under this `out_trade_no` is already
+    /// paid; only a query tells whether it is this order).
     Gateway {
         code: Code,
         sub_code: Option<String>,
@@ -459,7 +466,7 @@ pub enum Outcome<T> {
     Success(Reply<T>),
     /// 10003: the trade exists and waits for the buyer.
     InProgress(Reply<T>),
-    /// Alipay refused; the call had no effect.
+    /// Alipay refused; the call had no effect (see [`Failure`]).
     Failed(Failure),
     /// Nobody can tell what happened: query before doing anything else.
     Unknown(UnknownReason),
@@ -478,8 +485,27 @@ impl<T> Outcome<T> {
     }
 }
 
-/// Classifies a verified (or failed) response for an API whose success body is `T`.
+/// Classifies a verified (or failed) response of API `A`: as [`classify`],
+/// except that a node without `code` is a success for the few APIs that
+/// answer so ([`AlipayApi::SUCCESS_WITHOUT_CODE`]).
+pub fn classify_for<A: AlipayApi>(
+    verified: Result<VerifiedNode, ResponseError>,
+) -> Outcome<A::Response> {
+    classify_with(verified, A::SUCCESS_WITHOUT_CODE)
+}
+
+/// Classifies a verified (or failed) response for an API whose success body is
+/// `T`. Every node must carry `code`: one without it is
+/// [`UnknownReason::BadBody`] (use [`classify_for`] for the APIs whose success
+/// has no `code`).
 pub fn classify<T: DeserializeOwned>(verified: Result<VerifiedNode, ResponseError>) -> Outcome<T> {
+    classify_with(verified, false)
+}
+
+fn classify_with<T: DeserializeOwned>(
+    verified: Result<VerifiedNode, ResponseError>,
+    success_without_code: bool,
+) -> Outcome<T> {
     let node = match verified {
         Ok(node) => node,
         Err(e) => return Outcome::Unknown(UnknownReason::Response(e)),
@@ -493,7 +519,7 @@ pub fn classify<T: DeserializeOwned>(verified: Result<VerifiedNode, ResponseErro
     {
         return reply(code, body, node.node_json);
     }
-    classify_node(node)
+    classify_node(node, success_without_code)
 }
 
 /// `Success` or `InProgress` when the node says so plainly: one `code` member,
@@ -518,7 +544,10 @@ fn reply<T>(code: Code, body: T, node_json: String) -> Outcome<T> {
 }
 
 /// The general path: every code, every shape of node.
-fn classify_node<T: DeserializeOwned>(node: VerifiedNode) -> Outcome<T> {
+fn classify_node<T: DeserializeOwned>(
+    node: VerifiedNode,
+    success_without_code: bool,
+) -> Outcome<T> {
     let fields: Map<String, Value> = match serde_json::from_str(&node.node_json) {
         Ok(map) => map,
         Err(e) => return Outcome::Unknown(UnknownReason::BadBody(e.to_string())),
@@ -526,9 +555,13 @@ fn classify_node<T: DeserializeOwned>(node: VerifiedNode) -> Outcome<T> {
     let text = |k: &str| fields.get(k).and_then(Value::as_str).map(str::to_owned);
     let sub_code = text("sub_code");
     let code = match fields.get("code") {
-        // `alipay.system.oauth.token` answers success without `code`; the Java
-        // SDK calls any node without `sub_code` a success.
-        None if sub_code.is_none() => Code::Success,
+        // `alipay.system.oauth.token` answers success without `code` (the Java
+        // SDK calls any node without `sub_code` a success). For other APIs a
+        // node without `code` says nothing trustworthy about the call.
+        None if sub_code.is_none() && success_without_code => Code::Success,
+        None => {
+            return Outcome::Unknown(UnknownReason::BadBody("the node has no code".to_owned()));
+        }
         code => match text("code").as_deref().and_then(Code::parse) {
             Some(code) => code,
             None => {
@@ -591,12 +624,47 @@ mod tests {
                 kind: NodeKind::Method,
                 node_json: node.to_owned(),
             };
-            assert_eq!(
-                classify::<TradePayResponse>(Ok(verified())),
-                classify_node::<TradePayResponse>(verified()),
-                "{node}"
-            );
+            for success_without_code in [false, true] {
+                assert_eq!(
+                    classify_with::<TradePayResponse>(Ok(verified()), success_without_code),
+                    classify_node::<TradePayResponse>(verified(), success_without_code),
+                    "{node}"
+                );
+            }
         }
+    }
+
+    #[test]
+    fn a_node_without_code_is_success_only_for_apis_that_answer_so() {
+        use crate::api::oauth::OauthToken;
+        use crate::api::trade::TradePay;
+        let verified = |node: &str| {
+            Ok(VerifiedNode {
+                kind: NodeKind::Method,
+                node_json: node.to_owned(),
+            })
+        };
+        let token =
+            r#"{"user_id":"2088102177846880","access_token":"authusrB1","expires_in":1296000}"#;
+        let Outcome::Success(reply) = classify_for::<OauthToken>(verified(token)) else {
+            panic!("the oauth token answer is a success")
+        };
+        assert_eq!(reply.body.user_id.as_deref(), Some("2088102177846880"));
+        // The same shape for an API that always writes `code`: unreadable.
+        let pay = r#"{"msg":"Success","trade_no":"2024051322001446881000041395"}"#;
+        assert!(matches!(
+            classify_for::<TradePay>(verified(pay)),
+            Outcome::Unknown(UnknownReason::BadBody(_))
+        ));
+        assert!(matches!(
+            classify::<Map<String, Value>>(verified(token)),
+            Outcome::Unknown(UnknownReason::BadBody(_))
+        ));
+        // A `sub_code` without `code` is never a success, whatever the API.
+        assert!(matches!(
+            classify_for::<OauthToken>(verified(r#"{"sub_code":"isv.code-invalid"}"#)),
+            Outcome::Unknown(UnknownReason::BadBody(_))
+        ));
     }
 
     #[test]

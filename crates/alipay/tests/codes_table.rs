@@ -2,14 +2,20 @@
 //! is known to `codes::SUB_CODES`, and that a signed response carrying it
 //! classifies as issue 2 demands: 10000 success, 10003 in progress, a definite
 //! failure with its `sub_code`, `sub_msg` and recommended action (apis.md
-//! §2.1.d legend), and 20000 or `*.SYSTEM_ERROR` as unknown, never failure. So
-//! are missing or bad signatures and unparsable bodies.
+//! §2.1.d legend), and 20000, `*.SYSTEM_ERROR` or an already paid trade
+//! (`ACQ.TRADE_HAS_SUCCESS`) as unknown, never failure. So are missing or bad
+//! signatures, unparsable bodies, and nodes without `code` from APIs that
+//! always write one.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
+use jianlian_alipay::api::oauth::OauthToken;
+use jianlian_alipay::api::trade::TradePay;
 use jianlian_alipay::codes::{self, SUB_CODES};
-use jianlian_alipay::response::{ResponseCheck, ResponseError, classify, verify_response};
+use jianlian_alipay::response::{
+    ResponseCheck, ResponseError, classify, classify_for, verify_response,
+};
 use jianlian_alipay::server::{ErrorReply, ResponseSigning, success_node, write_response};
 use jianlian_alipay::{Action, Code, Outcome, PrivateKey, SignType, UnknownReason};
 use serde_json::{Map, Value, json};
@@ -142,7 +148,10 @@ const APIS_MD_SUB_CODES: &[(Code, &str, Expect)] = &[
         Failed(NewCode),
     ),
     (BusinessFailed, "ACQ.CONTEXT_INCONSISTENT", Failed(Fix)),
-    (BusinessFailed, "ACQ.TRADE_HAS_SUCCESS", Failed(State)),
+    // STATE in apis.md, with "treat as success if same buyer/order (confirm
+    // via query)": the out_trade_no is already paid, so the outcome of this
+    // order is for a query to tell; it is never a failed payment.
+    (BusinessFailed, "ACQ.TRADE_HAS_SUCCESS", Unknown),
     (BusinessFailed, "ACQ.TRADE_HAS_CLOSE", Failed(State)),
     (
         BusinessFailed,
@@ -383,8 +392,12 @@ fn alipay_key() -> PrivateKey {
 }
 
 fn signed(key: &PrivateKey, node_json: &str) -> String {
+    signed_as(key, "alipay_trade_pay_response", node_json)
+}
+
+fn signed_as(key: &PrivateKey, response_key: &str, node_json: &str) -> String {
     write_response(
-        "alipay_trade_pay_response",
+        response_key,
         node_json,
         Some(ResponseSigning {
             key,
@@ -563,4 +576,31 @@ fn untrusted_or_unreadable_responses_are_unknown() {
         ),
         Err(ResponseError::NodeMissing(_))
     ));
+}
+
+#[test]
+fn a_node_without_code_is_success_only_where_the_api_answers_so() {
+    let key = alipay_key();
+    let check = ResponseCheck::new(key.public_key(), SignType::Rsa2);
+    // alipay.system.oauth.token answers success without `code`.
+    let token =
+        json!({"user_id": "2088102177846880", "access_token": "authusrB1", "expires_in": 1296000})
+            .to_string();
+    let body = signed_as(&key, "alipay_system_oauth_token_response", &token);
+    let outcome =
+        classify_for::<OauthToken>(verify_response(&body, "alipay.system.oauth.token", check));
+    let Outcome::Success(reply) = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(reply.body.user_id.as_deref(), Some("2088102177846880"));
+    // alipay.trade.pay always writes `code`: a signed node without it proves
+    // nothing about the payment.
+    let pay =
+        json!({"msg": "Success", "out_trade_no": "T1", "trade_no": "2025010622001446881000012345"})
+            .to_string();
+    let outcome = classify_for::<TradePay>(verify_response(&signed(&key, &pay), METHOD, check));
+    assert!(
+        matches!(outcome, Outcome::Unknown(UnknownReason::BadBody(_))),
+        "{outcome:?}"
+    );
 }

@@ -9,12 +9,16 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use jianlian_alipay::api::trade::{TradePayResponse, TradeQueryResponse};
+use jianlian_alipay::api::AlipayApi;
+use jianlian_alipay::api::oauth::OauthToken;
+use jianlian_alipay::api::trade::{
+    TradeClose, TradePay, TradePayResponse, TradePrecreate, TradeQuery, TradeQueryResponse,
+};
 use jianlian_alipay::cert::{Certificate, root_cert_sn};
 use jianlian_alipay::notify::{Notification, NotifyError};
 use jianlian_alipay::request::SignedRequest;
 use jianlian_alipay::response::{
-    self, NodeKind, ResponseCheck, ResponseError, classify, verify_response,
+    self, NodeKind, ResponseCheck, ResponseError, classify, classify_for, verify_response,
 };
 use jianlian_alipay::server::{
     IncomingRequest, RawRequest, ResponseSigning, response_key, write_response,
@@ -401,18 +405,78 @@ fn response_verify_vectors_get_our_verdicts() {
             (BadSignature, Err(ResponseError::BadSignature)) => {}
             _ => panic!("{id}: expected {verdict:?}, got {verified:?}"),
         }
-        let outcome = classify::<Map<String, Value>>(verified);
-        match (verdict, outcome) {
-            (Accept(Success), Outcome::Success(_)) => {}
-            (Accept(InProgress), Outcome::InProgress(_)) => {}
-            (Accept(Failed(action)), Outcome::Failed(failure)) => {
-                assert_eq!(failure.action, action, "{id}");
-                assert!(failure.sub_code.is_some(), "{id}");
-            }
-            (Unsigned | BadSignature, Outcome::Unknown(UnknownReason::Response(_))) => {}
+        match (verdict, classified(method, verified)) {
+            (Accept(class), Ok(got)) if class == got => {}
+            (Unsigned | BadSignature, Err(UnknownReason::Response(_))) => {}
             (verdict, outcome) => panic!("{id}: expected {verdict:?}, classified {outcome:?}"),
         }
     }
+}
+
+/// API `A`'s classification with a map for a body: the vectors test verdicts,
+/// not field types (`rv-braces-inside-strings` writes `ext_infos`, a string
+/// at Alipay, as an object), but whether a node may lack `code` depends on the
+/// API (`alipay.system.oauth.token` answers so).
+struct AsMap<A>(std::marker::PhantomData<A>);
+
+impl<A: AlipayApi> AlipayApi for AsMap<A> {
+    const METHOD: &'static str = A::METHOD;
+    type Response = Map<String, Value>;
+    const SUCCESS_WITHOUT_CODE: bool = A::SUCCESS_WITHOUT_CODE;
+    fn params(&self) -> Result<jianlian_alipay::ApiParams, serde_json::Error> {
+        Ok(jianlian_alipay::ApiParams::default())
+    }
+}
+
+/// What API `method` makes of a verified (or refused) body: its class, or why
+/// the outcome is unknown.
+fn classified(
+    method: &str,
+    verified: Result<response::VerifiedNode, ResponseError>,
+) -> Result<Class, UnknownReason> {
+    fn class_of<T>(outcome: Outcome<T>) -> Result<Class, UnknownReason> {
+        match outcome {
+            Outcome::Success(_) => Ok(Success),
+            Outcome::InProgress(_) => Ok(InProgress),
+            Outcome::Failed(failure) => {
+                assert!(failure.sub_code.is_some(), "{failure:?}");
+                Ok(Failed(failure.action))
+            }
+            Outcome::Unknown(reason) => Err(reason),
+        }
+    }
+    let outcome = match method {
+        "alipay.trade.pay" => classify_for::<AsMap<TradePay>>(verified),
+        "alipay.trade.precreate" => classify_for::<AsMap<TradePrecreate>>(verified),
+        "alipay.trade.query" => classify_for::<AsMap<TradeQuery>>(verified),
+        "alipay.trade.close" => classify_for::<AsMap<TradeClose>>(verified),
+        "alipay.system.oauth.token" => classify_for::<AsMap<OauthToken>>(verified),
+        other => panic!("response_verify.json names {other}: add its API here"),
+    };
+    class_of(outcome)
+}
+
+#[test]
+fn only_apis_that_answer_so_succeed_without_code() {
+    // rv-json-numbers is an `alipay.system.oauth.token` success: no `code`.
+    let case = response_case("rv-json-numbers");
+    let key = public_key("keys/alipay_public.pem");
+    let check = ResponseCheck::new(&key, SignType::Rsa2);
+    let body = response_body(&case);
+    let outcome =
+        classify_for::<OauthToken>(verify_response(&body, "alipay.system.oauth.token", check));
+    let Outcome::Success(reply) = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(reply.body.user_id.as_deref(), Some("2088102177846880"));
+    assert_eq!(reply.body.extra["ratio"], 0.125);
+    // The same node read without knowing the API (`classify`) is unknown.
+    let untyped =
+        classify::<Map<String, Value>>(verify_response(&body, "alipay.system.oauth.token", check));
+    assert!(
+        matches!(untyped, Outcome::Unknown(UnknownReason::BadBody(_))),
+        "{untyped:?}"
+    );
 }
 
 fn response_case(id: &str) -> Value {
@@ -593,17 +657,11 @@ fn canonical_request_signs_and_authenticates() {
     let sign = params.iter().find(|(k, _)| k == "sign").unwrap().1.clone();
     params.retain(|(k, _)| k != "sign");
     let expected_content = trimmed("worked-examples/canonical_sign_content.txt");
-    for key_file in [
-        "app_pkcs1.pem",
-        "app_pkcs1.b64",
-        "app_pkcs8.pem",
-        "app_pkcs8.b64",
-    ] {
-        let key = private_key(&format!("worked-examples/keys/{key_file}"));
+    for key_file in WORKED_APP_KEYS.private {
         let signed = SignedRequest::sign(
             "alipay.trade.pay",
             params.clone(),
-            &key,
+            &private_key(key_file),
             SignType::Rsa2,
             Charset::Utf8,
         )
@@ -622,9 +680,13 @@ fn canonical_request_signs_and_authenticates() {
         incoming.sign_content(false),
         text(&record, "server_sign_content")
     );
-    let app_public = public_key("worked-examples/keys/app_pub.pem");
-    assert_eq!(app_public, public_key("worked-examples/keys/app_pub.b64"));
-    incoming.authenticate(|_| Some(app_public.clone())).unwrap();
+    for key_file in WORKED_APP_KEYS.public {
+        let app_public = public_key(key_file);
+        assert!(
+            incoming.authenticate(|_| Some(app_public.clone())).is_ok(),
+            "{key_file}"
+        );
+    }
 }
 
 #[test]
@@ -636,34 +698,37 @@ fn canonical_response_verifies_and_is_reproduced_byte_for_byte() {
         .unwrap();
     assert!(head.contains("Content-Type: text/html;charset=utf-8"));
     let body = body.trim_end_matches(['\n', '\r']);
-    let key = public_key("worked-examples/keys/alipay_pub.pem");
-    let outcome = classify::<TradePayResponse>(verify_response(
-        body,
-        "alipay.trade.pay",
-        ResponseCheck::new(&key, SignType::Rsa2),
-    ));
-    let Outcome::Success(reply) = outcome else {
-        panic!("{outcome:?}")
-    };
-    assert_eq!(reply.body.total_amount, Some(Fen::new(8888)));
-    assert_eq!(
-        reply.body.fund_bill_list.as_ref().unwrap()[0].fund_channel,
-        "ALIPAYACCOUNT"
-    );
-
-    // Our server writes the same golden serialization and the same signature.
-    let alipay_private = private_key("worked-examples/keys/alipay_pkcs1.pem");
-    let written = write_response(
-        "alipay_trade_pay_response",
-        &reply.node_json,
-        Some(ResponseSigning {
-            key: &alipay_private,
-            sign_type: SignType::Rsa2,
-            cert_sn: None,
-            aes: None,
-        }),
-    );
-    assert_eq!(written, body);
+    for key_file in WORKED_ALIPAY_KEYS.public {
+        let key = public_key(key_file);
+        let outcome = classify::<TradePayResponse>(verify_response(
+            body,
+            "alipay.trade.pay",
+            ResponseCheck::new(&key, SignType::Rsa2),
+        ));
+        let Outcome::Success(reply) = outcome else {
+            panic!("{key_file}: {outcome:?}")
+        };
+        assert_eq!(reply.body.total_amount, Some(Fen::new(8888)));
+        assert_eq!(
+            reply.body.fund_bill_list.as_ref().unwrap()[0].fund_channel,
+            "ALIPAYACCOUNT"
+        );
+        // Our server writes the same golden serialization and the same
+        // signature, with the key in any form.
+        for private_file in WORKED_ALIPAY_KEYS.private {
+            let written = write_response(
+                "alipay_trade_pay_response",
+                &reply.node_json,
+                Some(ResponseSigning {
+                    key: &private_key(private_file),
+                    sign_type: SignType::Rsa2,
+                    cert_sn: None,
+                    aes: None,
+                }),
+            );
+            assert_eq!(written, body, "{private_file}");
+        }
+    }
 }
 
 #[test]
@@ -680,8 +745,21 @@ fn canonical_notification_verifies() {
         Some("merchantBizType%3d3C%26merchantBizNo%3d2016010101111")
     );
     assert_eq!(n.get("subject"), Some("测试商品 A+B 100%"));
-    let key = public_key("worked-examples/keys/alipay_pub.pem");
-    assert_eq!(n.verify(&key, Some(SignType::Rsa2)), Ok(SignType::Rsa2));
+    for key_file in WORKED_ALIPAY_KEYS.public {
+        let key = public_key(key_file);
+        assert_eq!(
+            n.verify(&key, Some(SignType::Rsa2)),
+            Ok(SignType::Rsa2),
+            "{key_file}"
+        );
+    }
+    // Every form of the key signs it alike.
+    for key_file in WORKED_ALIPAY_KEYS.private {
+        let sign = private_key(key_file)
+            .sign(SignType::Rsa2, n.sign_content().as_bytes())
+            .unwrap();
+        assert_eq!(Some(sign.as_str()), n.get("sign"), "{key_file}");
+    }
     let other = public_key("worked-examples/keys/app_pub.pem");
     assert!(n.verify(&other, None).is_err());
 }
@@ -753,4 +831,217 @@ fn encrypted_response_round_trips_through_our_server() {
         verify_response(&body, "alipay.trade.precreate", without_key),
         Err(ResponseError::Decrypt(_))
     ));
+}
+
+// ---------------------------------------------------------------------------
+// keys/ and worked-examples/keys/: every form of every key
+// ---------------------------------------------------------------------------
+
+/// One key pair of the set in every form it is published in: the private key
+/// as PKCS#1 and PKCS#8, PEM and bare base64; the public key as SPKI PEM and
+/// bare base64.
+struct KeyForms {
+    private: [&'static str; 4],
+    public: [&'static str; 2],
+}
+
+const APP_KEYS: KeyForms = KeyForms {
+    private: APP_PRIVATE_KEY_FILES,
+    public: ["keys/app_public.pem", "keys/app_public.b64"],
+};
+
+const ALIPAY_KEYS: KeyForms = KeyForms {
+    private: [
+        "keys/alipay_private_pkcs1.pem",
+        "keys/alipay_private_pkcs1.b64",
+        "keys/alipay_private_pkcs8.pem",
+        "keys/alipay_private_pkcs8.b64",
+    ],
+    public: ["keys/alipay_public.pem", "keys/alipay_public.b64"],
+};
+
+const WORKED_APP_KEYS: KeyForms = KeyForms {
+    private: [
+        "worked-examples/keys/app_pkcs1.pem",
+        "worked-examples/keys/app_pkcs1.b64",
+        "worked-examples/keys/app_pkcs8.pem",
+        "worked-examples/keys/app_pkcs8.b64",
+    ],
+    public: [
+        "worked-examples/keys/app_pub.pem",
+        "worked-examples/keys/app_pub.b64",
+    ],
+};
+
+const WORKED_ALIPAY_KEYS: KeyForms = KeyForms {
+    private: [
+        "worked-examples/keys/alipay_pkcs1.pem",
+        "worked-examples/keys/alipay_pkcs1.b64",
+        "worked-examples/keys/alipay_pkcs8.pem",
+        "worked-examples/keys/alipay_pkcs8.b64",
+    ],
+    public: [
+        "worked-examples/keys/alipay_pub.pem",
+        "worked-examples/keys/alipay_pub.b64",
+    ],
+};
+
+#[test]
+fn every_form_of_a_key_is_the_same_key() {
+    let message = "app_id=2021000000000001&method=alipay.trade.query".as_bytes();
+    for pair in [APP_KEYS, ALIPAY_KEYS, WORKED_APP_KEYS, WORKED_ALIPAY_KEYS] {
+        let first = pair.private[0];
+        let publics: Vec<_> = pair.public.iter().map(|file| public_key(file)).collect();
+        // RSASSA-PKCS1-v1_5 is deterministic: the same key signs the same bytes alike.
+        let expected = private_key(first).sign(SignType::Rsa2, message).unwrap();
+        for file in pair.private {
+            let key = private_key(file);
+            assert_eq!(key.public_key(), &publics[0], "{file} is not {first}");
+            for st in [SignType::Rsa2, SignType::Rsa] {
+                let sign = key.sign(st, message).unwrap();
+                if st == SignType::Rsa2 {
+                    assert_eq!(sign, expected, "{file}");
+                }
+                for (public, public_file) in publics.iter().zip(pair.public) {
+                    assert!(
+                        public.verify(st, message, &sign).is_ok(),
+                        "{public_file} does not verify {file} ({st})"
+                    );
+                }
+            }
+        }
+    }
+    // The two pairs of each folder are different keys.
+    assert_ne!(
+        public_key(APP_KEYS.public[0]),
+        public_key(ALIPAY_KEYS.public[0])
+    );
+    assert_ne!(
+        public_key(WORKED_APP_KEYS.public[0]),
+        public_key(WORKED_ALIPAY_KEYS.public[0])
+    );
+}
+
+#[test]
+fn every_form_of_the_vector_keys_signs_and_verifies_the_vectors() {
+    let case = response_case("rv-compact-ok");
+    let body = response_body(&case);
+    let root: Value = serde_json::from_str(&body).unwrap();
+    let recorded = text(&root, "sign");
+    for file in ALIPAY_KEYS.private {
+        let sign = private_key(file)
+            .sign(SignType::Rsa2, text(&case, "signed_content").as_bytes())
+            .unwrap();
+        assert_eq!(sign, recorded, "{file}");
+    }
+    for file in ALIPAY_KEYS.public {
+        let key = public_key(file);
+        let check = ResponseCheck::new(&key, SignType::Rsa2);
+        assert!(
+            verify_response(&body, "alipay.trade.query", check).is_ok(),
+            "{file}"
+        );
+    }
+    // Every form of the app key authenticates a captured request.
+    let captured = cases("request_http.json")
+        .into_iter()
+        .find(|c| c["id"] == "rh-node4-trade-pay")
+        .unwrap();
+    let request = &captured["request"];
+    for file in APP_KEYS.public {
+        let raw = RawRequest {
+            http_method: text(request, "method"),
+            target: text(request, "target"),
+            content_type: header(&captured, "content-type"),
+            body: text(request, "body").as_bytes(),
+        };
+        let key = public_key(file);
+        let incoming = IncomingRequest::parse(raw).unwrap();
+        assert!(
+            incoming.authenticate(|_| Some(key.clone())).is_ok(),
+            "{file}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The folder itself
+// ---------------------------------------------------------------------------
+
+/// Files of the folder that are not vectors, and why no test loads them.
+const NOT_VECTORS: &[(&str, &str)] = &[("README.md", "describes the vectors")];
+
+#[test]
+fn every_file_of_the_conformance_folder_is_used_by_a_test() {
+    fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    let root = common::conformance_dir();
+    let mut files = Vec::new();
+    walk(&root, &mut files);
+    // A file counts as used when a test names it (as a string literal), or
+    // when a vector that the tests load names it in a `*_file` field.
+    let tests = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
+    let mut sources = String::new();
+    for entry in std::fs::read_dir(&tests).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "rs") {
+            sources.push_str(&std::fs::read_to_string(&path).unwrap());
+        }
+    }
+    let mut named_by_vectors = Vec::new();
+    fn file_fields(value: &Value, out: &mut Vec<String>) {
+        match value {
+            Value::Object(map) => {
+                for (k, v) in map {
+                    match v {
+                        Value::String(s) if k.ends_with("_file") => out.push(s.clone()),
+                        _ => file_fields(v, out),
+                    }
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|v| file_fields(v, out)),
+            _ => {}
+        }
+    }
+    for vector in [
+        "request_sign.json",
+        "request_http.json",
+        "response_verify.json",
+        "notify_verify.json",
+    ] {
+        for case in cases(vector) {
+            file_fields(&case, &mut named_by_vectors);
+        }
+    }
+    let mut unused = Vec::new();
+    for path in &files {
+        let rel = path
+            .strip_prefix(&root)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .replace('\\', "/");
+        let used = sources.contains(&format!("\"{rel}\""))
+            || named_by_vectors.contains(&rel)
+            || NOT_VECTORS.iter().any(|(name, _)| *name == rel);
+        if !used {
+            unused.push(rel);
+        }
+    }
+    assert!(
+        unused.is_empty(),
+        "no test loads these conformance files: {unused:?}"
+    );
+    // Every file a vector names exists.
+    for name in &named_by_vectors {
+        assert!(root.join(name).is_file(), "a vector names missing {name}");
+    }
 }

@@ -257,14 +257,15 @@ fn shuffle<T>(items: &mut [T], mut seed: u64) {
 }
 
 /// The yuan grammar, written independently of `Fen::parse_yuan`: 1–15 integer
-/// digits, optionally a dot and one or two digits. Returns the fen value.
+/// digits without a leading zero (but `0` itself), optionally a dot and one or
+/// two digits. Returns the fen value.
 fn reference_yuan(text: &str) -> Option<i64> {
     let (int, frac) = match text.split_once('.') {
         Some((int, frac)) => (int, Some(frac)),
         None => (text, None),
     };
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    if !digits(int) || int.len() > 15 {
+    if !digits(int) || int.len() > 15 || (int.len() > 1 && int.starts_with('0')) {
         return None;
     }
     let fen = match frac {
@@ -309,6 +310,28 @@ proptest! {
         // A signed amount is a `-` and a yuan amount, nothing else.
         let negative = format!("-{text}");
         prop_assert_eq!(Fen::parse_signed_yuan(&negative).ok(), parsed.ok().map(|f| Fen::new(-f.get())));
+    }
+
+    #[test]
+    fn yuan_with_leading_zeros_is_refused(zeros in "0{1,3}", int in "[0-9]{1,10}", frac in "(\\.[0-9]{1,2})?") {
+        let text = format!("{zeros}{int}{frac}");
+        prop_assert!(Fen::parse_yuan(&text).is_err(), "{:?}", text);
+        prop_assert!(Fen::parse_signed_yuan(&format!("-{text}")).is_err(), "{:?}", text);
+        let json = format!("\"{text}\"");
+        prop_assert!(serde_json::from_str::<Fen>(&json).is_err(), "{:?}", text);
+    }
+
+    #[test]
+    fn trade_amounts_are_the_yuan_amounts_from_one_fen_to_a_hundred_million(text in yuan_like()) {
+        let expected = reference_yuan(&text).filter(|fen| (1..=10_000_000_000).contains(fen));
+        prop_assert_eq!(Fen::parse_trade_amount(&text).ok().map(Fen::get), expected, "{:?}", text);
+    }
+
+    #[test]
+    fn json_numbers_are_never_amounts(int in any::<i64>(), cents in 0u8..100) {
+        let fraction = format!("{int}.{cents:02}");
+        prop_assert!(serde_json::from_str::<Fen>(&int.to_string()).is_err());
+        prop_assert!(serde_json::from_str::<Fen>(&fraction).is_err(), "{}", fraction);
     }
 
     #[test]

@@ -134,10 +134,7 @@ impl Bench {
                 subject: "bench".into(),
                 store_id: Some("S1".into()),
                 terminal_id: Some("T1".into()),
-                sub_merchant: Some(SubMerchant {
-                    merchant_id: self.smid.clone(),
-                    merchant_type: None,
-                }),
+                sub_merchant: Some(SubMerchant::new(self.smid.clone())),
                 ..TradeOrder::default()
             },
             ..TradePay::default()

@@ -168,10 +168,7 @@ impl Day {
             subject: subject.into(),
             store_id: Some("S1".into()),
             terminal_id: Some("POS1".into()),
-            sub_merchant: Some(SubMerchant {
-                merchant_id: smid.into(),
-                merchant_type: None,
-            }),
+            sub_merchant: Some(SubMerchant::new(smid)),
             ..TradeOrder::default()
         }
     }

@@ -20,7 +20,7 @@ use crate::keys::load_private_key;
 #[command(after_help = "\
 Reads the parameters on stdin, either form-encoded (a=1&b=2, decoded once, '+' is a space)
 or a JSON object of strings, and prints {\"sign_content\": \"...\", \"sign\": \"...\"}.
-Exits 0 on success and 2 when the key or the input is unusable.")]
+Exits 0 on success and 2 when the key or the input is unusable or stdout cannot be written.")]
 pub struct Args {
     /// The app private key: PKCS#1 or PKCS#8, PEM, bare base64 or DER.
     #[arg(long, value_name = "FILE")]
@@ -37,10 +37,16 @@ const STDIN_MAX_BYTES: usize = jianlian_alipay::server::REQUEST_BODY_MAX_BYTES;
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     match sign(&args) {
         Ok(line) => {
-            std::io::stdout()
-                .lock()
+            let mut stdout = std::io::stdout().lock();
+            if let Err(e) = stdout
                 .write_all(line.as_bytes())
-                .context("cannot write to stdout")?;
+                .and_then(|()| stdout.flush())
+            {
+                // The documented codes are 0 and 2: a lost result is not a
+                // success, and main's generic exit 1 would be undocumented.
+                eprintln!("error: cannot write to stdout: {e}");
+                return Ok(ExitCode::from(2));
+            }
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {

@@ -2,15 +2,16 @@
 //! way the receiving side does, and prints the exact text the signature must
 //! cover, so an integrator whose signature fails can compare strings.
 //!
-//! Exit codes: 0 the signature is valid (and the message would be accepted),
-//! 1 it would be refused (reason on stderr, one line), 2 the input or the key
-//! cannot be used at all.
+//! Exit codes: 0 the signature is valid (a one-line `note:` on stderr says what
+//! the receiver would still refuse, if anything), 1 the signature is missing or
+//! does not verify (reason on stderr, one line), 2 the input or the key cannot
+//! be used at all, or the result cannot be written.
 
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context as _, anyhow};
+use anyhow::anyhow;
 use jianlian_alipay::form::{self, SignScope};
 use jianlian_alipay::notify::{NOTIFY_BODY_MAX_BYTES, Notification, NotifyError};
 use jianlian_alipay::response::{ResponseCheck, ResponseError, extract_node, verify_response};
@@ -23,8 +24,9 @@ use crate::sign::{read_stdin, trim_trailing_line_breaks};
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 Reads the HTTP body on stdin and prints the sign content it rebuilt (for responses, the node
-text that was verified). Exits 0 when the signature is valid, 1 when it is not (one-line
-reason on stderr), 2 when the input or the key cannot be used.")]
+text that was verified). Exits 0 when the signature is valid (a one-line note on stderr says
+what the receiver would still refuse, e.g. a request without version), 1 when it is missing
+or not valid (one-line reason on stderr), 2 when the input or the key cannot be used.")]
 pub struct Args {
     #[command(subcommand)]
     what: Target,
@@ -94,24 +96,38 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
-    let mut stdout = std::io::stdout().lock();
+    let content = match &verdict {
+        Verdict::Valid { content, .. } => Some(content),
+        Verdict::Invalid { content, .. } => content.as_ref(),
+    };
+    if let Some(content) = content
+        && let Err(e) = print_line(content)
+    {
+        // Exit 1 would claim a bad signature; the output is what failed.
+        eprintln!("error: cannot write to stdout: {e}");
+        return Ok(ExitCode::from(2));
+    }
     match verdict {
-        Verdict::Valid { content, note } => {
-            writeln!(stdout, "{content}").context("cannot write to stdout")?;
+        Verdict::Valid { note, .. } => {
             if let Some(note) = note {
                 eprintln!("note: {}", one_line(&note));
             }
             eprintln!("ok: the signature is valid");
             Ok(ExitCode::SUCCESS)
         }
-        Verdict::Invalid { content, reason } => {
-            if let Some(content) = content {
-                writeln!(stdout, "{content}").context("cannot write to stdout")?;
-            }
+        Verdict::Invalid { reason, .. } => {
             eprintln!("invalid: {}", one_line(&reason));
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+/// Writes one line to stdout and flushes it, so a full disk or a closed pipe
+/// is reported here rather than lost at exit.
+fn print_line(text: &str) -> std::io::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{text}")?;
+    stdout.flush()
 }
 
 /// Keeps a reason on one line whatever the data inside it holds.
@@ -183,53 +199,49 @@ fn check_request(key: &PublicKey, query: Option<&str>, body: &[u8]) -> Verdict {
     };
     let dropped = request.sign_content(false);
     match request.authenticate(|_| Some(key.clone())) {
-        Ok(authenticated) => {
-            // The gateway also accepts a signature over the content with empty
-            // values kept (the official Node SDK signs them), and over its UTF-8
-            // bytes whatever the charset; show what the signature covers.
-            let sign_type = authenticated.sign_type;
-            let kept = request.sign_content(true);
-            match (
-                covering_charset(&request, key, sign_type, &dropped),
-                covering_charset(&request, key, sign_type, &kept),
-            ) {
-                (Some(charset), _) => Verdict::Valid {
-                    note: charset_note(&request, charset),
-                    content: dropped,
-                },
-                (None, Some(charset)) => Verdict::Valid {
-                    note: Some(format!(
-                        "the signature covers empty values, which Alipay's rule drops; send no \
-                         empty parameters{}",
-                        charset_note(&request, charset)
-                            .map(|n| format!("; {n}"))
-                            .unwrap_or_default()
-                    )),
-                    content: kept,
-                },
-                (None, None) => Verdict::Valid {
-                    content: dropped,
-                    note: None,
-                },
-            }
+        Ok(authenticated) => valid_request(&request, key, authenticated.sign_type, dropped, None),
+        // The gateway checks the signature before `method`, `timestamp`,
+        // `version`…: when it verifies, the signature is right and the refusal
+        // is about something else, which the note names.
+        Err(reply) if signature_verifies(&request, key) => {
+            let refusal = format!(
+                "the gateway would still refuse the request: {} {}: {}",
+                reply.code.as_str(),
+                reply.sub_code,
+                reply.sub_msg
+            );
+            let sign_type = request.reply_sign_type();
+            valid_request(&request, key, sign_type, dropped, Some(refusal))
         }
         Err(reply) => {
-            let reason = if reply.sub_code == "isv.invalid-signature" {
-                let mut reason = format!(
-                    "{} {}: the signature ({}) does not match the sign content above with this public key",
-                    reply.code.as_str(),
-                    reply.sub_code,
-                    request.reply_sign_type()
-                );
-                if request.get("sign").is_some_and(|s| s.contains(' ')) {
-                    reason.push_str(
-                        "; the sign contains spaces: its '+' were not percent-encoded (%2B)",
-                    );
+            let sign_problem = match (
+                request.get("sign"),
+                request.get("sign_type").and_then(SignType::parse),
+            ) {
+                (None, _) => "the request is not signed (no sign)".to_owned(),
+                (Some(_), None) => {
+                    "its sign_type is missing or neither RSA2 nor RSA, so the signature cannot \
+                     be checked"
+                        .to_owned()
                 }
-                reason
+                (Some(sign), Some(sign_type)) => {
+                    let mut problem = format!(
+                        "the signature ({sign_type}) does not match the sign content above with \
+                         this public key"
+                    );
+                    if sign.contains(' ') {
+                        problem.push_str(
+                            "; the sign contains spaces: its '+' were not percent-encoded (%2B)",
+                        );
+                    }
+                    problem
+                }
+            };
+            let reason = if reply.sub_code == "isv.invalid-signature" {
+                format!("{} {}: {sign_problem}", reply.code.as_str(), reply.sub_code)
             } else {
                 format!(
-                    "the gateway refuses the request: {} {}: {}",
+                    "{sign_problem}; the gateway refuses the request: {} {}: {}",
                     reply.code.as_str(),
                     reply.sub_code,
                     reply.sub_msg
@@ -241,6 +253,56 @@ fn check_request(key: &PublicKey, query: Option<&str>, body: &[u8]) -> Verdict {
             }
         }
     }
+}
+
+/// A request whose signature verifies: the content it covers, with notes on
+/// what it covers beyond Alipay's rule and on what the gateway still refuses.
+fn valid_request(
+    request: &IncomingRequest,
+    key: &PublicKey,
+    sign_type: SignType,
+    dropped: String,
+    refusal: Option<String>,
+) -> Verdict {
+    // The gateway also accepts a signature over the content with empty values
+    // kept (the official Node SDK signs them), and over its UTF-8 bytes
+    // whatever the charset; show what the signature covers.
+    let kept = request.sign_content(true);
+    let (content, notes) = match (
+        covering_charset(request, key, sign_type, &dropped),
+        covering_charset(request, key, sign_type, &kept),
+    ) {
+        (Some(charset), _) => (dropped, vec![charset_note(request, charset)]),
+        (None, Some(charset)) => (
+            kept,
+            vec![
+                Some(
+                    "the signature covers empty values, which Alipay's rule drops; send no \
+                     empty parameters"
+                        .to_owned(),
+                ),
+                charset_note(request, charset),
+            ],
+        ),
+        (None, None) => (dropped, Vec::new()),
+    };
+    let notes: Vec<String> = notes.into_iter().flatten().chain(refusal).collect();
+    Verdict::Valid {
+        content,
+        note: (!notes.is_empty()).then(|| notes.join("; ")),
+    }
+}
+
+/// Whether the request's `sign` verifies under its own `sign_type` over the
+/// content the gateway accepts (blank values dropped or kept, the request's
+/// charset or UTF-8), whatever else is wrong with it.
+fn signature_verifies(request: &IncomingRequest, key: &PublicKey) -> bool {
+    let Some(sign_type) = request.get("sign_type").and_then(SignType::parse) else {
+        return false;
+    };
+    [request.sign_content(false), request.sign_content(true)]
+        .iter()
+        .any(|content| covering_charset(request, key, sign_type, content).is_some())
 }
 
 /// The charset whose bytes of `content` the request's signature covers: the

@@ -709,23 +709,123 @@ fn verify_request_shows_the_content_a_lenient_signature_covers() {
 #[test]
 fn verify_request_reports_what_the_gateway_refuses() {
     let key = conformance("keys/app_public.pem");
-    // Signed correctly but missing `version`: the gateway still refuses it.
+    let app_key = conformance("keys/app_private_pkcs8.pem");
+    // Signed correctly but missing `version`, or with a malformed timestamp:
+    // the signature is valid (exit 0); a note says what the gateway refuses.
+    for (drop, replace, refusal) in [
+        ("version", None, "40001 isv.missing-version"),
+        (
+            "",
+            Some(("timestamp", "2025/01/06 09:15")),
+            "40002 isv.invalid-timestamp",
+        ),
+        ("app_id", None, "40001 isv.missing-app-id"),
+    ] {
+        let mut params = pay_params();
+        params.retain(|(k, _)| *k != drop);
+        if let Some((name, value)) = replace {
+            params.iter_mut().find(|(k, _)| *k == name).unwrap().1 = value;
+        }
+        let (content, sign) = sign_tool(&app_key, &[], &form_body(&params));
+        params.push(("sign", &sign));
+        let run = verify_request(&key, "", &form_body(&params));
+        run.assert_code(0);
+        assert_eq!(run.stdout, format!("{content}\n"), "{refusal}");
+        let lines: Vec<&str> = run.stderr.lines().collect();
+        assert_eq!(lines.len(), 2, "{}", run.stderr);
+        assert!(
+            lines[0].starts_with("note: the gateway would still refuse the request: ")
+                && lines[0].contains(refusal),
+            "{}",
+            run.stderr
+        );
+        assert_eq!(lines[1], "ok: the signature is valid");
+    }
+    // The same request missing `version` but with a signature over other
+    // content: the signature is what fails.
     let mut params = pay_params();
     params.retain(|(k, _)| *k != "version");
-    let app_key = conformance("keys/app_private_pkcs8.pem");
-    let (_, sign) = sign_tool(&app_key, &[], &form_body(&params));
+    let (_, sign) = sign_tool(&app_key, &[], &form_body(&pay_params()));
     params.push(("sign", &sign));
     let run = verify_request(&key, "", &form_body(&params));
     run.assert_code(1);
     assert!(
-        run.stderr.contains("40001 isv.missing-version"),
+        run.stderr.starts_with(
+            "invalid: 40002 isv.invalid-signature: the signature (RSA2) does not match"
+        ),
         "{}",
         run.stderr
     );
-    // No app_id at all.
+    // No app_id and no sign at all.
     let run = verify_request(&key, "a=1", "");
     run.assert_code(1);
-    assert!(run.stderr.contains("isv.missing-app-id"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .starts_with("invalid: the request is not signed (no sign)")
+            && run.stderr.contains("40001 isv.missing-app-id"),
+        "{}",
+        run.stderr
+    );
+    // A sign without a usable sign_type cannot be checked.
+    let mut params = pay_params();
+    params.retain(|(k, _)| *k != "sign_type");
+    let (_, sign) = sign_tool(&app_key, &["--sign-type", "RSA2"], &form_body(&params));
+    params.push(("sign", &sign));
+    let run = verify_request(&key, "", &form_body(&params));
+    run.assert_code(1);
+    assert!(
+        run.stderr.contains("sign_type is missing")
+            && run.stderr.contains("40001 isv.missing-signature-type"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn verify_and_sign_exit_2_when_stdout_cannot_be_written() {
+    // /dev/full refuses every write (ENOSPC): the result is lost, which must
+    // not read as "invalid signature" (1) or as success (0).
+    let cases = vectors("request_http.json");
+    let c = case(&cases, "rh-node4-trade-pay");
+    let key = conformance("keys/app_public.pem");
+    let private = conformance("keys/app_private_pkcs8.pem");
+    let runs: [(Vec<&str>, &str); 2] = [
+        (
+            vec![
+                "verify",
+                "request",
+                "--public-key",
+                path_str(&key),
+                "--query",
+                query_of(text(&c["request"]["target"])),
+            ],
+            text(&c["request"]["body"]),
+        ),
+        (vec!["sign", "--private-key", path_str(&private)], "a=1"),
+    ];
+    for (args, stdin) in runs {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_jianlian"))
+            .args(&args)
+            .stdin(Stdio::piped())
+            .stdout(std::fs::File::create("/dev/full").unwrap())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.starts_with("error: cannot write to stdout"),
+            "{args:?}: {stderr}"
+        );
+    }
 }
 
 #[test]

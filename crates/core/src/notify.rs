@@ -216,6 +216,7 @@ pub fn notification_fields(
                 fund_channel: b.fund_channel.clone(),
                 fund_type: b.fund_type.clone(),
                 real_amount: None,
+                extra: Default::default(),
             })
             .collect();
         put(

@@ -150,10 +150,7 @@ async fn serve(
                     subject: "bench".into(),
                     store_id: Some("S1".into()),
                     terminal_id: Some("T1".into()),
-                    sub_merchant: Some(SubMerchant {
-                        merchant_id: smid.clone(),
-                        merchant_type: None,
-                    }),
+                    sub_merchant: Some(SubMerchant::new(smid.clone())),
                     ..Default::default()
                 },
                 ..Default::default()

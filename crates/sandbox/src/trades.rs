@@ -1567,6 +1567,7 @@ pub fn fund_bills(parts: &[FundPart]) -> Vec<TradeFundBill> {
             real_amount: Some(p.amount),
             bank_code: p.bank_code.clone(),
             fund_type: p.fund_type.clone(),
+            extra: Default::default(),
         })
         .collect()
 }
@@ -1591,6 +1592,7 @@ pub fn vouchers(parts: &[FundPart]) -> Option<Vec<VoucherDetail>> {
                 other_contribute: Some(if merchant { Fen::ZERO } else { p.amount }),
                 memo: None,
                 template_id: None,
+                extra: Default::default(),
             }
         })
         .collect();

@@ -66,7 +66,11 @@ pub struct SiteInfo {
 }
 
 /// The merchant's data, shared by create, modify and the query answer. Every
-/// field is optional here; [`IndirectCreate`] enforces the required ones.
+/// field is optional here, and [`IndirectCreate`] checks none: Alipay's
+/// required flags for these APIs are unconfirmed (apis.md §4 marks them U)
+/// and partly conditional (`category_id` or `mcc`), so the receiver decides —
+/// Alipay, or the sandbox, whose checks docs/sandbox.md lists — and answers
+/// 40002 `isv.invalid-parameter` naming the field.
 #[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct MerchantProfile {

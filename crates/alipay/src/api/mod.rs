@@ -31,6 +31,12 @@ pub trait AlipayApi {
     const METHOD: &'static str;
     type Response: DeserializeOwned + Serialize + std::fmt::Debug + Clone;
 
+    /// Whether Alipay answers success without a `code` member. Only a few APIs
+    /// do (`alipay.system.oauth.token`); for every other API a verified node
+    /// without `code` is a body nobody can read, so its outcome is unknown,
+    /// never success (see [`classify_for`](crate::response::classify_for)).
+    const SUCCESS_WITHOUT_CODE: bool = false;
+
     fn params(&self) -> Result<ApiParams, serde_json::Error>;
 }
 
@@ -73,4 +79,24 @@ pub fn parse_biz<T: DeserializeOwned>(json: &str) -> Result<T, String> {
 
 pub(crate) fn is_empty_extra(extra: &Extra) -> bool {
     extra.is_empty()
+}
+
+/// Stands in for a secret in `Debug` output (tokens), as keys print `(..)`.
+pub(crate) struct Redacted;
+
+impl std::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("(..)")
+    }
+}
+
+/// A payment code as `Debug` may show it: its last four digits
+/// ([`auth_code::mask`](crate::auth_code::mask)).
+pub(crate) fn masked_code(code: &Option<String>) -> Option<String> {
+    code.as_deref().map(crate::auth_code::mask)
+}
+
+/// A token as `Debug` may show it: whether there is one, never its text.
+pub(crate) fn redacted(token: &Option<String>) -> Option<Redacted> {
+    token.as_ref().map(|_| Redacted)
 }

@@ -424,10 +424,7 @@ impl World {
                 subject: "咖啡".into(),
                 store_id: Some("S1".into()),
                 terminal_id: Some("T1".into()),
-                sub_merchant: Some(SubMerchant {
-                    merchant_id: smid.into(),
-                    merchant_type: None,
-                }),
+                sub_merchant: Some(SubMerchant::new(smid)),
                 ..TradeOrder::default()
             },
             ..TradePay::default()

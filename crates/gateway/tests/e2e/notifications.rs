@@ -22,10 +22,7 @@ fn precreate(smid: &str, otn: &str, amount: &str) -> TradePrecreate {
             subject: "扫码点餐".into(),
             store_id: Some("S1".into()),
             terminal_id: Some("T1".into()),
-            sub_merchant: Some(SubMerchant {
-                merchant_id: smid.into(),
-                merchant_type: None,
-            }),
+            sub_merchant: Some(SubMerchant::new(smid)),
             ..Default::default()
         },
         ..Default::default()

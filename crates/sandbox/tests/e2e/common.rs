@@ -139,10 +139,7 @@ impl TestApp {
             subject: "测试商品".into(),
             store_id: Some("SHKFC001".into()),
             terminal_id: Some("T0001".into()),
-            sub_merchant: Some(SubMerchant {
-                merchant_id: self.smid.clone(),
-                merchant_type: None,
-            }),
+            sub_merchant: Some(SubMerchant::new(self.smid.clone())),
             ..Default::default()
         }
     }
