@@ -105,8 +105,9 @@ const QUERY_PARAMS: &[&str] = &[
     "ws_service_url",
 ];
 
-/// A signed request, ready to send.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A signed request, ready to send. Its `Debug` hides tokens and shows a
+/// payment code in `biz_content` only by its last four digits.
+#[derive(Clone, PartialEq, Eq)]
 pub struct SignedRequest {
     pub method: String,
     /// Every parameter, `sign` last, in the order built.
@@ -114,6 +115,48 @@ pub struct SignedRequest {
     /// The exact text that was signed.
     pub sign_content: String,
     pub charset: Charset,
+}
+
+impl std::fmt::Debug for SignedRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let SignedRequest {
+            method,
+            params,
+            sign_content,
+            charset,
+        } = self;
+        let shown: Vec<(&str, String)> = params
+            .iter()
+            .map(|(k, v)| (k.as_str(), shown_param(k, v)))
+            .collect();
+        f.debug_struct("SignedRequest")
+            .field("method", method)
+            .field("params", &shown)
+            .field("sign_content_len", &sign_content.len())
+            .field("charset", charset)
+            .finish()
+    }
+}
+
+/// A parameter's value as `Debug` may show it.
+fn shown_param(key: &str, value: &str) -> String {
+    match key {
+        "app_auth_token" | "auth_token" => "(..)".to_owned(),
+        "biz_content" => mask_payment_codes(value),
+        _ => value.to_owned(),
+    }
+}
+
+/// `biz_content` with every `auth_code` (a payment code) masked to its last
+/// four digits; text that is not a JSON object is hidden whole.
+fn mask_payment_codes(biz_content: &str) -> String {
+    let Ok(serde_json::Value::Object(mut map)) = serde_json::from_str(biz_content) else {
+        return "(unreadable biz_content hidden)".to_owned();
+    };
+    if let Some(serde_json::Value::String(code)) = map.get_mut("auth_code") {
+        *code = crate::auth_code::mask(code);
+    }
+    serde_json::Value::Object(map).to_string()
 }
 
 impl SignedRequest {
@@ -263,5 +306,29 @@ mod tests {
             "{debug}"
         );
         assert!(debug.contains("return_url: None"), "{debug}");
+    }
+
+    #[test]
+    fn signed_request_debug_masks_payment_codes_and_tokens() {
+        let key = crate::PrivateKey::generate_2048().expect("key");
+        let app = AppCredentials::new("2021000000000001", key);
+        let options = CallOptions {
+            app_auth_token: Some("202405BB8a1d2c3e4f5a6b7c8d9e0f1a2b3c4d5e".into()),
+            ..CallOptions::default()
+        };
+        let params = ApiParams {
+            biz_content: Some(
+                r#"{"out_trade_no":"T1","auth_code":"28763443825664394","total_amount":"1.00"}"#
+                    .into(),
+            ),
+            extra: Vec::new(),
+        };
+        let now = jiff::Timestamp::from_second(1_715_593_760).expect("time");
+        let request = build_raw(&app, "alipay.trade.pay", params, &options, now).expect("build");
+        let debug = format!("{request:?}");
+        assert!(!debug.contains("28763443825664394"), "{debug}");
+        assert!(debug.contains("*************4394"), "{debug}");
+        assert!(!debug.contains("202405BB"), "{debug}");
+        assert!(debug.contains("T1"), "{debug}");
     }
 }

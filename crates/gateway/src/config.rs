@@ -848,8 +848,9 @@ pub struct Settings {
     pub admin_token: Option<String>,
 }
 
-/// How the gateway reaches Alipay.
-#[derive(Debug, Clone)]
+/// How the gateway reaches Alipay. Its `Debug` hides `app_auth_token` (the
+/// private key hides itself).
+#[derive(Clone)]
 pub struct UpstreamSettings {
     pub gateway_url: String,
     pub app_id: String,
@@ -865,6 +866,40 @@ pub struct UpstreamSettings {
     pub read_timeout: Duration,
     /// The `notify_url` sent upstream: this gateway's `/notify/alipay`.
     pub notify_url: String,
+}
+
+impl std::fmt::Debug for UpstreamSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Destructured, so a new field cannot be left out (or leak) unnoticed.
+        let UpstreamSettings {
+            gateway_url,
+            app_id,
+            pid,
+            private_key,
+            alipay_public_key,
+            cert_sns,
+            alipay_cert_sn,
+            app_auth_token,
+            sign_type,
+            connect_timeout,
+            read_timeout,
+            notify_url,
+        } = self;
+        f.debug_struct("UpstreamSettings")
+            .field("gateway_url", gateway_url)
+            .field("app_id", app_id)
+            .field("pid", pid)
+            .field("private_key", private_key)
+            .field("alipay_public_key", alipay_public_key)
+            .field("cert_sns", cert_sns)
+            .field("alipay_cert_sn", alipay_cert_sn)
+            .field("app_auth_token", &app_auth_token.as_ref().map(|_| "(..)"))
+            .field("sign_type", sign_type)
+            .field("connect_timeout", connect_timeout)
+            .field("read_timeout", read_timeout)
+            .field("notify_url", notify_url)
+            .finish()
+    }
 }
 
 /// The job runner's settings.

@@ -20,12 +20,25 @@ use jianlian_core::trade::{CancelAnswer, FailureReason, QueryAnswer, TradeSnapsh
 
 use crate::config::UpstreamSettings;
 
-/// The acquirer's client towards Alipay.
-#[derive(Debug, Clone)]
+/// The acquirer's client towards Alipay. Its `Debug` hides `app_auth_token`.
+#[derive(Clone)]
 pub struct Upstream {
     client: AlipayClient,
     app_auth_token: Option<String>,
     notify_url: String,
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream")
+            .field("client", &self.client)
+            .field(
+                "app_auth_token",
+                &self.app_auth_token.as_ref().map(|_| "(..)"),
+            )
+            .field("notify_url", &self.notify_url)
+            .finish()
+    }
 }
 
 /// Why the upstream client could not be built.
