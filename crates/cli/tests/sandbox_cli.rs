@@ -134,6 +134,12 @@ fn sandbox_and_ctl_round_trip_with_restart() {
         let code = ctl(&s.base, &["payment-code", &buyer_id]);
         let auth_code = code["auth_code"].as_str().unwrap();
         assert_eq!(auth_code.len(), 18);
+        let face = ctl(
+            &s.base,
+            &["security-code", &buyer_id, "--pay-with", "balance"],
+        );
+        let token = face["auth_code"].as_str().unwrap();
+        assert!(token.starts_with("fp") && token.len() == 35, "{token}");
         let before = ctl(&s.base, &["clock", "get"])["now"]
             .as_str()
             .unwrap()
@@ -164,7 +170,46 @@ fn sandbox_and_ctl_round_trip_with_restart() {
                 .len(),
             1
         );
-        assert_eq!(ctl(&s.base, &["faults", "clear"])["cleared"], 1);
+        let lagging = ctl(
+            &s.base,
+            &[
+                "faults",
+                "add",
+                "--action",
+                "trade_not_exist",
+                "--for-seconds",
+                "30",
+            ],
+        );
+        assert_eq!(lagging["for_seconds"], 30);
+        let late = ctl(
+            &s.base,
+            &[
+                "faults",
+                "add",
+                "--action",
+                "pay_after_cancel",
+                "--after",
+                "close",
+                "--after",
+                "timeout",
+            ],
+        );
+        assert_eq!(late["after"], serde_json::json!(["close", "timeout"]));
+        let err = ctl_fails(
+            &s.base,
+            &[
+                "faults",
+                "add",
+                "--json",
+                r#"{"action":"force_wait","pay_after_querys":3}"#,
+            ],
+        );
+        assert!(
+            err.contains("400") && err.contains("pay_after_querys"),
+            "{err}"
+        );
+        assert_eq!(ctl(&s.base, &["faults", "clear"])["cleared"], 3);
         assert_eq!(
             ctl(&s.base, &["ledger"])["entries"]
                 .as_array()
