@@ -3,79 +3,17 @@
 //! every control endpoint and prints JSON.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
-
 use jianlian_alipay::PrivateKey;
-use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_jianlian");
+mod support;
+use support::{Running, ctl, ctl_fails};
 
-struct Running {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
+/// The sandbox on `state`, its banner naming the gateway and then the
+/// control URL.
 fn start(state: &std::path::Path) -> Running {
-    let mut child = Command::new(BIN)
-        .args(["sandbox", "--listen", "127.0.0.1:0", "--state"])
-        .arg(state)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let first = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("the sandbox printed nothing");
-    let gateway = first
-        .strip_prefix("gateway: ")
-        .expect("first line names the gateway");
-    let base = gateway.strip_suffix("/gateway.do").unwrap().to_owned();
-    let control = rx.recv_timeout(Duration::from_secs(5)).unwrap();
-    assert_eq!(control, format!("control: {base}/sandbox"));
-    Running { child, base }
-}
-
-fn ctl(base: &str, args: &[&str]) -> Value {
-    let out = Command::new(BIN)
-        .args(["sandbox-ctl", "--url", base])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "sandbox-ctl {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn ctl_fails(base: &str, args: &[&str]) -> String {
-    let out = Command::new(BIN)
-        .args(["sandbox-ctl", "--url", base])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(!out.status.success(), "sandbox-ctl {args:?} should fail");
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    let s = support::start(&["--state", state.to_str().unwrap()]);
+    assert_eq!(s.lines[1], format!("control: {}/sandbox", s.base));
+    s
 }
 
 #[test]
