@@ -121,9 +121,9 @@ impl FaultAction {
 
 /// A rule: a selector, an action, and how many more times it fires.
 ///
-/// Deserialized through [`RuleWire`] so that a misspelt or misplaced field
-/// (`pay_after_querys`, `ms` on a `system_error`) is refused by name instead
-/// of dropped: `#[serde(flatten)]` cannot be combined with
+/// Deserialized through a wire struct (`RuleWire`) so that a misspelt or
+/// misplaced field (`pay_after_querys`, `ms` on a `system_error`) is refused
+/// by name instead of dropped: `#[serde(flatten)]` cannot be combined with
 /// `deny_unknown_fields`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "RuleWire")]
