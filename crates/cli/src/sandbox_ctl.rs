@@ -40,6 +40,14 @@ enum Command {
         #[arg(long)]
         pay_with: Option<String>,
     },
+    /// A face-payment token for a buyer, for `scene=security_code` (single
+    /// use, 60 s).
+    SecurityCode {
+        buyer_id: String,
+        /// balance, bank_card:N, huabei, mcard or pcard.
+        #[arg(long)]
+        pay_with: Option<String>,
+    },
     /// The buyer pays a waiting trade (password entered / cashier confirmed).
     Confirm { trade_no: String },
     /// The buyer declines a waiting trade (it closes).
@@ -225,6 +233,9 @@ enum Buyers {
         points: Option<i64>,
         #[arg(long)]
         requires_password: bool,
+        /// The buyer has switched off paying from the balance.
+        #[arg(long)]
+        balance_payment_disabled: bool,
         #[arg(long)]
         daily_limit: Option<String>,
         /// balance, bank_card:N, huabei, mcard or pcard.
@@ -307,39 +318,50 @@ enum Clock {
 #[derive(Debug, Subcommand)]
 enum Faults {
     /// Adds a rule, e.g. --action system_error --method alipay.trade.pay --times 1.
-    Add {
-        /// unknown, system_error, delay, drop_after, drop_before, wrong_key,
-        /// force_wait, pay_after_cancel, trade_not_exist, notify_fail,
-        /// notify_duplicate, notify_shuffle.
-        #[arg(long)]
-        action: Option<String>,
-        #[arg(long)]
-        method: Option<String>,
-        #[arg(long)]
-        out_trade_no: Option<String>,
-        /// Selects by total_amount / refund_amount (yuan).
-        #[arg(long)]
-        amount: Option<String>,
-        #[arg(long)]
-        times: Option<u32>,
-        /// unknown/system_error: run the call before answering.
-        #[arg(long)]
-        apply: bool,
-        /// delay: milliseconds.
-        #[arg(long)]
-        ms: Option<u64>,
-        /// force_wait: pay after this many queries.
-        #[arg(long)]
-        pay_after_queries: Option<u32>,
-        /// notify_shuffle: hold notifications this long.
-        #[arg(long)]
-        hold_seconds: Option<u64>,
-        /// The whole rule as JSON instead.
-        #[arg(long)]
-        json: Option<String>,
-    },
+    // Boxed: the rule's flags make this variant far larger than the others.
+    Add(Box<FaultAdd>),
     List,
     Clear,
+}
+
+#[derive(Debug, clap::Args)]
+struct FaultAdd {
+    /// unknown, system_error, delay, drop_after, drop_before, wrong_key,
+    /// force_wait, pay_after_cancel, trade_not_exist, fund_change_n,
+    /// notify_fail, notify_duplicate, notify_shuffle.
+    #[arg(long)]
+    action: Option<String>,
+    #[arg(long)]
+    method: Option<String>,
+    #[arg(long)]
+    out_trade_no: Option<String>,
+    /// Selects by total_amount / refund_amount (yuan).
+    #[arg(long)]
+    amount: Option<String>,
+    #[arg(long)]
+    times: Option<u32>,
+    /// unknown/system_error: run the call before answering.
+    #[arg(long)]
+    apply: bool,
+    /// delay: milliseconds.
+    #[arg(long)]
+    ms: Option<u64>,
+    /// force_wait: pay after this many queries.
+    #[arg(long)]
+    pay_after_queries: Option<u32>,
+    /// pay_after_cancel: the closes after which the payment arrives
+    /// (cancel, close, timeout); repeatable, default cancel.
+    #[arg(long)]
+    after: Vec<String>,
+    /// trade_not_exist: only while the trade is younger than this.
+    #[arg(long)]
+    for_seconds: Option<u64>,
+    /// notify_shuffle: hold notifications this long.
+    #[arg(long)]
+    hold_seconds: Option<u64>,
+    /// The whole rule as JSON instead.
+    #[arg(long)]
+    json: Option<String>,
 }
 
 /// Reads `text` as a file when such a file exists, else as the value itself.
@@ -434,6 +456,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             huabei_limit,
             points,
             requires_password,
+            balance_payment_disabled,
             daily_limit,
             pay_with,
             json,
@@ -453,6 +476,11 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 "requires_password",
                 requires_password.then_some(true),
             );
+            insert(
+                &mut m,
+                "balance_payment_disabled",
+                balance_payment_disabled.then_some(true),
+            );
             insert(&mut m, "daily_limit", daily_limit);
             insert(&mut m, "pay_with", pay_with);
             (Verb::Post(Value::Object(m)), "/sandbox/buyers".to_owned())
@@ -466,6 +494,14 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             (
                 Verb::Post(Value::Object(m)),
                 format!("/sandbox/buyers/{buyer_id}/payment-codes"),
+            )
+        }
+        Command::SecurityCode { buyer_id, pay_with } => {
+            let mut m = Map::new();
+            insert(&mut m, "pay_with", pay_with);
+            (
+                Verb::Post(Value::Object(m)),
+                format!("/sandbox/buyers/{buyer_id}/security-codes"),
             )
         }
         Command::Confirm { trade_no } => (
@@ -527,18 +563,21 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             Verb::Post(json!({"seconds": seconds})),
             "/sandbox/clock/advance".to_owned(),
         ),
-        Command::Faults(Faults::Add {
-            action,
-            method,
-            out_trade_no,
-            amount,
-            times,
-            apply,
-            ms,
-            pay_after_queries,
-            hold_seconds,
-            json,
-        }) => {
+        Command::Faults(Faults::Add(add)) => {
+            let FaultAdd {
+                action,
+                method,
+                out_trade_no,
+                amount,
+                times,
+                apply,
+                ms,
+                pay_after_queries,
+                after,
+                for_seconds,
+                hold_seconds,
+                json,
+            } = *add;
             let body = match (json, action) {
                 (Some(j), _) => serde_json::from_str::<Value>(&j).context("--json")?,
                 (None, Some(action)) => {
@@ -551,6 +590,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
                     insert(&mut m, "apply", apply.then_some(true));
                     insert(&mut m, "ms", ms);
                     insert(&mut m, "pay_after_queries", pay_after_queries);
+                    if !after.is_empty() {
+                        m.insert("after".into(), after.into());
+                    }
+                    insert(&mut m, "for_seconds", for_seconds);
                     insert(&mut m, "hold_seconds", hold_seconds);
                     Value::Object(m)
                 }

@@ -5,79 +5,13 @@
 //! `bills get` is the zip the sandbox wrote).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::io::Read;
+use std::process::{Command, Stdio};
 
 use jianlian_alipay::PrivateKey;
-use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_jianlian");
-
-struct Running {
-    child: Child,
-    base: String,
-    lines: Vec<String>,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts the sandbox and reads its banner up to the "Docs:" line.
-fn start(args: &[&str]) -> Running {
-    let mut child = Command::new(BIN)
-        .args(["sandbox", "--listen", "127.0.0.1:0"])
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut lines = Vec::new();
-    for _ in 0..40 {
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("the sandbox printed its banner");
-        let done = line.starts_with("Docs:");
-        lines.push(line);
-        if done {
-            break;
-        }
-    }
-    let base = lines[0]
-        .strip_prefix("gateway: ")
-        .and_then(|g| g.strip_suffix("/gateway.do"))
-        .expect("first line names the gateway")
-        .to_owned();
-    Running { child, base, lines }
-}
-
-fn ctl(base: &str, args: &[&str]) -> Value {
-    let out = Command::new(BIN)
-        .args(["sandbox-ctl", "--url", base])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "sandbox-ctl {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
+mod support;
+use support::{BIN, ctl, start};
 
 #[test]
 fn a_malformed_calendar_file_is_refused_with_its_line() {

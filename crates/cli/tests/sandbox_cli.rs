@@ -3,79 +3,17 @@
 //! every control endpoint and prints JSON.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
-
 use jianlian_alipay::PrivateKey;
-use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_jianlian");
+mod support;
+use support::{Running, ctl, ctl_fails};
 
-struct Running {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
+/// The sandbox on `state`, its banner naming the gateway and then the
+/// control URL.
 fn start(state: &std::path::Path) -> Running {
-    let mut child = Command::new(BIN)
-        .args(["sandbox", "--listen", "127.0.0.1:0", "--state"])
-        .arg(state)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let first = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("the sandbox printed nothing");
-    let gateway = first
-        .strip_prefix("gateway: ")
-        .expect("first line names the gateway");
-    let base = gateway.strip_suffix("/gateway.do").unwrap().to_owned();
-    let control = rx.recv_timeout(Duration::from_secs(5)).unwrap();
-    assert_eq!(control, format!("control: {base}/sandbox"));
-    Running { child, base }
-}
-
-fn ctl(base: &str, args: &[&str]) -> Value {
-    let out = Command::new(BIN)
-        .args(["sandbox-ctl", "--url", base])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "sandbox-ctl {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn ctl_fails(base: &str, args: &[&str]) -> String {
-    let out = Command::new(BIN)
-        .args(["sandbox-ctl", "--url", base])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(!out.status.success(), "sandbox-ctl {args:?} should fail");
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    let s = support::start(&["--state", state.to_str().unwrap()]);
+    assert_eq!(s.lines[1], format!("control: {}/sandbox", s.base));
+    s
 }
 
 #[test]
@@ -134,6 +72,12 @@ fn sandbox_and_ctl_round_trip_with_restart() {
         let code = ctl(&s.base, &["payment-code", &buyer_id]);
         let auth_code = code["auth_code"].as_str().unwrap();
         assert_eq!(auth_code.len(), 18);
+        let face = ctl(
+            &s.base,
+            &["security-code", &buyer_id, "--pay-with", "balance"],
+        );
+        let token = face["auth_code"].as_str().unwrap();
+        assert!(token.starts_with("fp") && token.len() == 35, "{token}");
         let before = ctl(&s.base, &["clock", "get"])["now"]
             .as_str()
             .unwrap()
@@ -164,7 +108,46 @@ fn sandbox_and_ctl_round_trip_with_restart() {
                 .len(),
             1
         );
-        assert_eq!(ctl(&s.base, &["faults", "clear"])["cleared"], 1);
+        let lagging = ctl(
+            &s.base,
+            &[
+                "faults",
+                "add",
+                "--action",
+                "trade_not_exist",
+                "--for-seconds",
+                "30",
+            ],
+        );
+        assert_eq!(lagging["for_seconds"], 30);
+        let late = ctl(
+            &s.base,
+            &[
+                "faults",
+                "add",
+                "--action",
+                "pay_after_cancel",
+                "--after",
+                "close",
+                "--after",
+                "timeout",
+            ],
+        );
+        assert_eq!(late["after"], serde_json::json!(["close", "timeout"]));
+        let err = ctl_fails(
+            &s.base,
+            &[
+                "faults",
+                "add",
+                "--json",
+                r#"{"action":"force_wait","pay_after_querys":3}"#,
+            ],
+        );
+        assert!(
+            err.contains("400") && err.contains("pay_after_querys"),
+            "{err}"
+        );
+        assert_eq!(ctl(&s.base, &["faults", "clear"])["cleared"], 3);
         assert_eq!(
             ctl(&s.base, &["ledger"])["entries"]
                 .as_array()

@@ -147,7 +147,10 @@ fn trade(
         charset: "utf-8".to_owned(),
         pay_after_queries: None,
         queries: 0,
-        late_pay_after_cancel: false,
+        late_pay_after: Vec::new(),
+        late_payment: None,
+        settlement_id: None,
+        no_refund: false,
         auth_code_masked: None,
     };
     t.fee = rate.fee_on(t.receipt_amount());
@@ -167,6 +170,7 @@ fn trade(
             terminal_id: None,
             operator_id: None,
             by_cancel: false,
+            settlement_id: None,
         });
     }
     t

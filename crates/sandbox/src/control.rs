@@ -17,6 +17,7 @@ use jianlian_alipay::time::format_beijing;
 
 use crate::SandboxError;
 use crate::faults::FaultRule;
+use crate::model::CodeKind;
 use crate::sandbox::{AppSpec, BuyerSpec, Shared};
 use crate::scheduler;
 
@@ -127,8 +128,23 @@ pub async fn payment_code(
     Path(id): Path<String>,
     text: String,
 ) -> Res {
-    let spec: CodeSpec = body(&text)?;
-    let code = s.payment_code(&id, spec.pay_with.as_deref())?;
+    issue_code(&s, &id, &text, CodeKind::BarCode)
+}
+
+/// `POST /sandbox/buyers/{buyer_id}/security-codes`: the token a
+/// face-payment device obtains once it has recognised the buyer, for
+/// `alipay.trade.pay` with `scene=security_code`.
+pub async fn security_code(
+    State(s): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    text: String,
+) -> Res {
+    issue_code(&s, &id, &text, CodeKind::SecurityCode)
+}
+
+fn issue_code(s: &Arc<Shared>, buyer_id: &str, text: &str, kind: CodeKind) -> Res {
+    let spec: CodeSpec = body(text)?;
+    let code = s.issue_code(buyer_id, spec.pay_with.as_deref(), kind)?;
     let expires = s.read(|c| c.st.codes.get(&code).map(|p| format_beijing(p.expires_at)));
     Ok(Json(json!({"auth_code": code, "expires_at": expires})))
 }

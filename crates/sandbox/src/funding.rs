@@ -16,6 +16,8 @@ use crate::model::{Buyer, FundChannel, FundPart, Instrument};
 pub enum FundingError {
     #[error("the buyer's Alipay balance is not enough")]
     BalanceNotEnough,
+    #[error("the buyer has switched off paying from the Alipay balance")]
+    BalancePaymentDisabled,
     #[error("the buyer's bank card balance or limit is not enough")]
     BankcardNotEnough,
     #[error("the buyer's Huabei or stored-value balance is not enough")]
@@ -129,6 +131,10 @@ pub fn allocate_payment(
             if !disabled.allows(FundChannel::Alipayaccount) {
                 return Err(FundingError::NoInstrument);
             }
+            // Only reached when vouchers and points left something to pay.
+            if buyer.balance_payment_disabled {
+                return Err(FundingError::BalancePaymentDisabled);
+            }
             if buyer.balance < left {
                 return Err(FundingError::BalanceNotEnough);
             }
@@ -208,6 +214,21 @@ pub fn move_funds(buyer: &mut Buyer, parts: &[FundPart], refund: bool) {
                     v.used = true;
                 }
             }
+        }
+    }
+}
+
+/// Gives the buyer back the vouchers a payment used, for a payment that
+/// failed after it was charged (a refund of a paid trade does not: the
+/// voucher's value returns to whoever funded it).
+pub fn restore_vouchers(buyer: &mut Buyer, parts: &[FundPart]) {
+    for p in parts.iter().filter(|p| p.channel.is_voucher()) {
+        if let Some(v) = buyer
+            .vouchers
+            .iter_mut()
+            .find(|v| Some(&v.id) == p.voucher_id.as_ref())
+        {
+            v.used = false;
         }
     }
 }
@@ -299,6 +320,7 @@ mod tests {
             spent: Fen::ZERO,
             instrument: Instrument::Balance,
             risky: false,
+            balance_payment_disabled: false,
             open_ids: Default::default(),
             created_at: jiff::Timestamp::UNIX_EPOCH,
         }
@@ -387,7 +409,21 @@ mod tests {
         );
     }
 
-    fn channel() -> impl Strategy<Value = FundChannel> {
+    #[test]
+    fn balance_payments_switched_off() {
+        let mut b = buyer(5000, 100, &[(FundChannel::Coupon, 200)]);
+        b.balance_payment_disabled = true;
+        let none = Disabled::default();
+        assert_eq!(
+            allocate_payment(&b, Fen::new(1000), Instrument::Balance, &none),
+            Err(FundingError::BalancePaymentDisabled)
+        );
+        // Vouchers and points alone still pay; another instrument still pays.
+        assert!(allocate_payment(&b, Fen::new(300), Instrument::Balance, &none).is_ok());
+        assert!(allocate_payment(&b, Fen::new(1000), Instrument::BankCard(0), &none).is_ok());
+    }
+
+    fn voucher_channel() -> impl Strategy<Value = FundChannel> {
         prop::sample::select(vec![
             FundChannel::Coupon,
             FundChannel::Discount,
@@ -396,77 +432,212 @@ mod tests {
         ])
     }
 
+    /// A buyer with every kind of funding the sandbox models: balance, a
+    /// debit and a credit card, Huabei, merchant and prepaid cards, points
+    /// and vouchers, paying the rest with any one instrument.
+    fn any_buyer() -> impl Strategy<Value = (Buyer, Instrument)> {
+        let amounts = (
+            0i64..50_000,
+            0i64..50_000,
+            0i64..50_000,
+            0i64..50_000,
+            0i64..50_000,
+            0i64..50_000,
+            0i64..5_000,
+        );
+        let instrument = prop::sample::select(vec![
+            Instrument::Balance,
+            Instrument::BankCard(0),
+            Instrument::BankCard(1),
+            Instrument::Huabei,
+            Instrument::Mcard,
+            Instrument::Pcard,
+        ]);
+        (
+            amounts,
+            prop::collection::vec((voucher_channel(), 1i64..3_000), 0..4),
+            instrument,
+        )
+            .prop_map(
+                |((balance, debit, credit, huabei, mcard, pcard, points), vouchers, instrument)| {
+                    let mut b = buyer(balance, points, &vouchers);
+                    b.bank_cards = vec![
+                        BankCard {
+                            card_type: "DEBIT_CARD".into(),
+                            bank_code: "ICBC".into(),
+                            available: Fen::new(debit),
+                        },
+                        BankCard {
+                            card_type: "CREDIT_CARD".into(),
+                            bank_code: "CMB".into(),
+                            available: Fen::new(credit),
+                        },
+                    ];
+                    b.huabei_available = Fen::new(huabei);
+                    b.mcard_balance = Fen::new(mcard);
+                    b.pcard_balance = Fen::new(pcard);
+                    (b, instrument)
+                },
+            )
+    }
+
+    /// All the buyer's own money, in fen: balance, cards, Huabei, stored-value
+    /// cards and points (vouchers are not the buyer's money).
+    fn wallet_fen(b: &Buyer) -> i64 {
+        b.balance.get()
+            + b.bank_cards.iter().map(|c| c.available.get()).sum::<i64>()
+            + b.huabei_available.get()
+            + b.mcard_balance.get()
+            + b.pcard_balance.get()
+            + b.points
+    }
+
+    /// A payment's funding as any mix of the ten channels, several bank cards
+    /// and vouchers included: more than one payment makes, so the refund
+    /// order is checked on every combination.
+    fn any_funding() -> impl Strategy<Value = Vec<FundPart>> {
+        let source = (
+            prop::sample::select(FundChannel::REFUND_ORDER.to_vec()),
+            0usize..3,
+            1i64..5_000,
+        );
+        prop::collection::vec(source, 1..8).prop_map(|sources| {
+            let mut parts: Vec<FundPart> = Vec::new();
+            for (i, (channel, card, amount)) in sources.into_iter().enumerate() {
+                let p = FundPart {
+                    fund_type: (channel == FundChannel::Bankcard)
+                        .then(|| ["DEBIT_CARD", "CREDIT_CARD", "DEBIT_CARD"][card].to_owned()),
+                    card_index: (channel == FundChannel::Bankcard).then_some(card),
+                    voucher_id: channel.is_voucher().then(|| format!("V{i}")),
+                    ..part(channel, Fen::new(amount))
+                };
+                // One part per source, as a payment has.
+                if !parts.iter().any(|q| same_source(q, &p)) {
+                    parts.push(p);
+                }
+            }
+            parts
+        })
+    }
+
+    /// Refunds `total` in the given pieces, then the rest; returns each refund.
+    fn refund_in_pieces(parts: &[FundPart], cuts: &[i64]) -> Vec<Vec<FundPart>> {
+        let total: i64 = parts.iter().map(|p| p.amount.get()).sum();
+        let mut earlier: Vec<FundPart> = Vec::new();
+        let mut refunds = Vec::new();
+        let mut refunded = 0i64;
+        for cut in cuts.iter().copied().chain([total]) {
+            let amount = cut.min(total - refunded);
+            if amount <= 0 {
+                break;
+            }
+            let r = allocate_refund(parts, &earlier, Fen::new(amount)).unwrap();
+            assert_eq!(
+                Fen::sum(r.iter().map(|p| p.amount)).unwrap(),
+                Fen::new(amount)
+            );
+            refunded += amount;
+            earlier.extend(r.iter().cloned());
+            refunds.push(r);
+        }
+        refunds
+    }
+
+    /// R10.5 across successive refunds: whenever a refund gives back from a
+    /// source, every source earlier in the order has nothing left to give.
+    fn check_refund_order(parts: &[FundPart], refunds: &[Vec<FundPart>]) -> Result<(), String> {
+        let mut given: Vec<i64> = vec![0; parts.len()];
+        for (k, r) in refunds.iter().enumerate() {
+            for got in r {
+                let i = parts
+                    .iter()
+                    .position(|p| same_source(p, got))
+                    .ok_or("a refund gave back from a source the payment did not use")?;
+                given[i] += got.amount.get();
+            }
+            for got in r {
+                let rank = got.channel.refund_rank();
+                for (j, p) in parts.iter().enumerate() {
+                    if p.channel.refund_rank() < rank && given[j] < p.amount.get() {
+                        return Err(format!(
+                            "refund {k} gave back {} while {} still had {} fen to give back",
+                            got.channel.as_str(),
+                            p.channel.as_str(),
+                            p.amount.get() - given[j]
+                        ));
+                    }
+                }
+            }
+        }
+        for (p, g) in parts.iter().zip(&given) {
+            if *g != p.amount.get() {
+                return Err(format!(
+                    "{} got back {g} of {}",
+                    p.channel.as_str(),
+                    p.amount.get()
+                ));
+            }
+        }
+        Ok(())
+    }
+
     proptest! {
-        /// A payment's parts add up to the total; the wallet loses exactly the
-        /// money parts, and refunds in any split give back every fen once.
+        /// A payment from any instrument (balance, debit or credit card,
+        /// Huabei, MCARD, PCARD) with points and vouchers: the parts add up to
+        /// the total, the wallet loses exactly the money parts, and refunds in
+        /// any split give every fen back to the source it came from, once.
         #[test]
         fn no_fen_created_or_lost(
-            balance in 0i64..50_000,
-            points in 0i64..5_000,
-            vouchers in prop::collection::vec((channel(), 1i64..3_000), 0..4),
+            (b, instrument) in any_buyer(),
             total in 1i64..60_000,
             cuts in prop::collection::vec(1i64..20_000, 0..6),
         ) {
-            let b = buyer(balance, points, &vouchers);
-            let plan = allocate_payment(&b, Fen::new(total), Instrument::Balance, &Disabled::default());
+            let plan = allocate_payment(&b, Fen::new(total), instrument, &Disabled::default());
             let Ok(parts) = plan else { return Ok(()); };
             prop_assert!(parts.iter().all(|p| p.amount.get() > 0));
             prop_assert_eq!(Fen::sum(parts.iter().map(|p| p.amount)).unwrap(), Fen::new(total));
+            // At most one instrument pays what vouchers and points leave.
+            prop_assert!(parts.iter().filter(|p| !p.channel.is_discount()).count() <= 1);
             let mut wallet = b.clone();
             move_funds(&mut wallet, &parts, false);
             prop_assert!(wallet.balance.get() >= 0 && wallet.points >= 0);
-            let money_before = b.balance.get() + b.points;
-            let money_after = wallet.balance.get() + wallet.points;
+            prop_assert!(wallet.bank_cards.iter().all(|c| c.available.get() >= 0));
+            prop_assert!(wallet.huabei_available.get() >= 0);
+            prop_assert!(wallet.mcard_balance.get() >= 0 && wallet.pcard_balance.get() >= 0);
             let from_wallet: i64 = parts.iter().filter(|p| !p.channel.is_voucher()).map(|p| p.amount.get()).sum();
-            prop_assert_eq!(money_before - money_after, from_wallet);
-            // Refund in pieces, then the rest.
-            let mut earlier: Vec<FundPart> = Vec::new();
-            let mut refunded = 0i64;
-            for cut in cuts {
-                let amount = cut.min(total - refunded);
-                if amount <= 0 { break; }
-                let r = allocate_refund(&parts, &earlier, Fen::new(amount)).unwrap();
-                prop_assert_eq!(Fen::sum(r.iter().map(|p| p.amount)).unwrap(), Fen::new(amount));
-                refunded += amount;
-                earlier.extend(r);
-            }
-            if refunded < total {
-                let r = allocate_refund(&parts, &earlier, Fen::new(total - refunded)).unwrap();
-                earlier.extend(r);
-            }
-            // Every source got back exactly what it funded.
-            for p in &parts {
-                let back: i64 = earlier.iter().filter(|e| same_source(e, p)).map(|e| e.amount.get()).sum();
-                prop_assert_eq!(back, p.amount.get());
+            prop_assert_eq!(wallet_fen(&b) - wallet_fen(&wallet), from_wallet);
+            let refunds = refund_in_pieces(&parts, &cuts);
+            let earlier: Vec<FundPart> = refunds.concat();
+            if let Err(e) = check_refund_order(&parts, &refunds) {
+                prop_assert!(false, "{}", e);
             }
             prop_assert!(allocate_refund(&parts, &earlier, Fen::new(1)).is_err());
             move_funds(&mut wallet, &earlier, true);
-            prop_assert_eq!(wallet.balance.get() + wallet.points, money_before);
+            // Every account, not just the total, is back where it was.
+            prop_assert_eq!(wallet.balance, b.balance);
+            prop_assert_eq!(&wallet.bank_cards, &b.bank_cards);
+            prop_assert_eq!(wallet.huabei_available, b.huabei_available);
+            prop_assert_eq!(wallet.mcard_balance, b.mcard_balance);
+            prop_assert_eq!(wallet.pcard_balance, b.pcard_balance);
+            prop_assert_eq!(wallet.points, b.points);
         }
 
-        /// R10.5: a refund never touches a later source while an earlier one
-        /// still has money to give back.
+        /// R10.5 on any funding (all ten channels, several cards and
+        /// vouchers) and any sequence of partial refunds: PCREDIT → BANKCARD →
+        /// ALIPAYACCOUNT → MCARD → PCARD → POINT → COUPON → DISCOUNT → MCOUPON
+        /// → MDISCOUNT, no source touched while an earlier one has money left,
+        /// and no fen created or lost.
         #[test]
         fn refunds_follow_the_order(
-            vouchers in prop::collection::vec((channel(), 1i64..3_000), 0..4),
-            points in 0i64..3_000,
-            total in 1i64..20_000,
-            amount in 1i64..20_000,
+            parts in any_funding(),
+            cuts in prop::collection::vec(1i64..8_000, 0..6),
         ) {
-            let b = buyer(100_000, points, &vouchers);
-            let parts = allocate_payment(&b, Fen::new(total), Instrument::Balance, &Disabled::default()).unwrap();
-            let amount = amount.min(total);
-            let r = allocate_refund(&parts, &[], Fen::new(amount)).unwrap();
-            // All but the last refunded source are refunded in full.
-            for (i, got) in r.iter().enumerate() {
-                let source = parts.iter().find(|p| same_source(p, got)).unwrap();
-                if i + 1 < r.len() {
-                    prop_assert_eq!(got.amount, source.amount);
-                }
-                if i > 0 {
-                    prop_assert!(r[i - 1].channel.refund_rank() <= got.channel.refund_rank());
-                }
+            let refunds = refund_in_pieces(&parts, &cuts);
+            if let Err(e) = check_refund_order(&parts, &refunds) {
+                prop_assert!(false, "{}", e);
             }
+            let earlier: Vec<FundPart> = refunds.concat();
+            prop_assert!(allocate_refund(&parts, &earlier, Fen::new(1)).is_err());
         }
     }
 }

@@ -103,6 +103,20 @@ impl IdSource {
         format!("{prefix}{}{seq:06}", self.digits(10))
     }
 
+    /// A face-payment token (`security_code` scene): `fp` and 33 lower-case
+    /// letters and digits, 35 characters (apis.md §2.1).
+    pub fn security_code(&mut self) -> String {
+        format!("fp{}", self.alnum(33))
+    }
+
+    /// A clearing id (`settlement_id`, `refund_settlement_id`): 32 digits,
+    /// `yyyyMMdd` then 24 digits whose tail is a sequence number. The format is
+    /// the sandbox's own: Alipay documents the field, not its shape.
+    pub fn settlement_id(&mut self, now: Timestamp) -> String {
+        let seq = self.next_seq() % 100_000_000;
+        format!("{}{}{seq:08}", ymd(now), self.digits(16))
+    }
+
     /// A notify id: 34 digits, `yyyyMMdd` + `00222` + `HHmmss` + 15 digits.
     pub fn notify_id(&mut self, now: Timestamp) -> String {
         let dt = jianlian_alipay::time::format_beijing(now);
@@ -167,6 +181,15 @@ mod tests {
         let notify = a.notify_id(now);
         assert_eq!(notify.len(), 34);
         assert!(notify.starts_with("2026030200222100000"));
+        let face = a.security_code();
+        assert!(face.starts_with("fp") && face.len() == 35, "{face}");
+        assert!(
+            jianlian_alipay::PaymentCodeRule::default()
+                .check(&face)
+                .is_err()
+        );
+        let settlement = a.settlement_id(now);
+        assert!(settlement.starts_with("20260302") && settlement.len() == 32);
         assert_eq!(mask_logon_id("15912345620"), "159****5620");
     }
 }

@@ -96,6 +96,10 @@ pub fn router(shared: Arc<Shared>) -> Router {
             "/sandbox/buyers/{buyer_id}/payment-codes",
             post(control::payment_code),
         )
+        .route(
+            "/sandbox/buyers/{buyer_id}/security-codes",
+            post(control::security_code),
+        )
         .route("/sandbox/trades", get(control::list_trades))
         .route("/sandbox/trades/{trade_no}", get(control::get_trade))
         .route("/sandbox/trades/{trade_no}/confirm", post(control::confirm))

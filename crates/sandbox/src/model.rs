@@ -110,7 +110,8 @@ pub struct App {
     pub general_finance: bool,
     /// R3.2: indirect trades must carry `store_id` and `terminal_id`.
     pub require_store_terminal: bool,
-    /// R10.4: months after payment during which refunds are allowed.
+    /// R10.4: months after payment during which refunds are allowed; 0: the
+    /// contract allows none (trades are `TRADE_FINISHED` once paid).
     pub refund_window_months: u32,
     pub id_mode: IdMode,
     /// AES content-encryption key, base64. Secret.
@@ -308,12 +309,27 @@ pub struct Buyer {
     pub instrument: Instrument,
     /// Every payment of this buyer is refused by risk control.
     pub risky: bool,
+    /// The buyer switched off paying from the Alipay balance.
+    #[serde(default)]
+    pub balance_payment_disabled: bool,
     /// OpenIDs per app id.
     pub open_ids: BTreeMap<String, String>,
     pub created_at: Timestamp,
 }
 
-/// A payment code shown by a buyer (R3.7): single use, 60 s of virtual time.
+/// Which `scene` of `alipay.trade.pay` a code belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum CodeKind {
+    /// The buyer's payment code (barcode or QR on the phone), scene `bar_code`.
+    #[default]
+    BarCode,
+    /// A face-payment token (`fp…`), scene `security_code`.
+    SecurityCode,
+}
+
+/// A payment code shown by a buyer (R3.7), or the token a face-payment device
+/// gets for a recognised buyer: single use, 60 s of virtual time.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PaymentCode {
     pub code: String,
@@ -321,6 +337,8 @@ pub struct PaymentCode {
     pub expires_at: Timestamp,
     pub used: bool,
     pub instrument: Option<Instrument>,
+    #[serde(default)]
+    pub kind: CodeKind,
 }
 
 /// A precreate QR not yet turned into a trade (the trade exists from the scan, R3.5).
@@ -392,6 +410,22 @@ pub struct Refund {
     pub terminal_id: Option<String>,
     pub operator_id: Option<String>,
     pub by_cancel: bool,
+    /// `refund_settlement_id`: the clearing id of the refund (institution
+    /// indirect mode, apis.md §2.5, §2.7, §2.8).
+    #[serde(default)]
+    pub settlement_id: Option<String>,
+}
+
+/// A payment that reached a trade after it had closed (the `pay_after_cancel`
+/// fault): the buyer was charged, then refunded at once (R4.6). The trade
+/// stays closed and the merchant never had the money.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LatePayment {
+    /// What closed the trade before the payment arrived.
+    pub after: CloseReason,
+    pub parts: Vec<FundPart>,
+    pub charged_at: Timestamp,
+    pub refunded_at: Timestamp,
 }
 
 /// A trade (apis.md §3).
@@ -435,8 +469,21 @@ pub struct Trade {
     /// Fault: the trade pays itself after this many queries.
     pub pay_after_queries: Option<u32>,
     pub queries: u32,
-    /// Fault: the buyer's payment arrives after a cancel and is refunded.
-    pub late_pay_after_cancel: bool,
+    /// Fault: the buyer's payment arrives after the trade closes in one of
+    /// these ways, and is refunded.
+    #[serde(default)]
+    pub late_pay_after: Vec<CloseReason>,
+    /// The payment that arrived after the trade closed, and its refund.
+    #[serde(default)]
+    pub late_payment: Option<LatePayment>,
+    /// `settlement_id`: the clearing id of the payment (institution indirect
+    /// mode, apis.md §2.1, §2.4).
+    #[serde(default)]
+    pub settlement_id: Option<String>,
+    /// The contract allows no refunds (`refund_window_months: 0`): the trade
+    /// was `TRADE_FINISHED` from its payment (apis.md §3, transition 6).
+    #[serde(default)]
+    pub no_refund: bool,
     /// The code the trade was paid with (for idempotent repeats); masked.
     pub auth_code_masked: Option<String>,
 }

@@ -13,36 +13,71 @@ use jianlian_alipay::time::beijing_date;
 use jianlian_alipay::{BeijingTime, Code, ErrorReply, Fen};
 
 use crate::api::{Answer, Call, acq, parse_biz, reply};
+use crate::faults::{FaultAction, Target};
 use crate::fees;
 use crate::funding;
-use crate::model::{App, Refund, RefundPosition, Trade};
+use crate::model::{App, LedgerKind, Refund, RefundPosition, Trade};
 use crate::state::Core;
 use crate::trades::fund_bills;
 
 impl Core {
-    /// Income of the merchant (or the acquirer) that can cover a refund.
+    /// What can cover a refund (R10.1): the merchant's income of the same
+    /// Beijing day, or with `refund_position: acquirer` the acquirer's funds at
+    /// Alipay.
     fn refund_capacity(&self, trade: &Trade, app: &App, now: Timestamp) -> Fen {
+        match app.refund_position {
+            RefundPosition::MerchantDay => self.merchant_income_of_day(trade, now),
+            RefundPosition::Acquirer => self.acquirer_position(&trade.pid),
+        }
+    }
+
+    /// The smid's receipts today less what today's refunds cost it.
+    fn merchant_income_of_day(&self, trade: &Trade, now: Timestamp) -> Fen {
         let today = beijing_date(now);
         let mut income: i64 = 0;
-        let scope = |t: &Trade| match app.refund_position {
-            RefundPosition::MerchantDay => t.smid == trade.smid && t.pid == trade.pid,
-            RefundPosition::Acquirer => t.pid == trade.pid,
-        };
-        let same_day = |at: Timestamp| match app.refund_position {
-            RefundPosition::MerchantDay => beijing_date(at) == today,
-            RefundPosition::Acquirer => true,
-        };
-        for t in self.st.trades.values().filter(|t| scope(t)) {
-            if let Some(paid) = t.paid_at
-                && same_day(paid)
-            {
+        for t in self
+            .st
+            .trades
+            .values()
+            .filter(|t| t.smid == trade.smid && t.pid == trade.pid)
+        {
+            if t.paid_at.is_some_and(|paid| beijing_date(paid) == today) {
                 income = income.saturating_add(t.receipt_amount().get());
             }
-            for r in t.refunds.iter().filter(|r| same_day(r.at)) {
+            for r in t.refunds.iter().filter(|r| beijing_date(r.at) == today) {
                 income = income.saturating_sub(r.merchant_cost.get());
             }
         }
         Fen::new(income.max(0))
+    }
+
+    /// The acquirer's funds at Alipay (R9.1, R9.2, R10.1): every payment's
+    /// receipt less its fee, less every refund's cost to the merchant plus the
+    /// fee it returned, less every payout already made to the acquirer's bank
+    /// account. What was paid out is no longer at Alipay to refund from.
+    pub fn acquirer_position(&self, pid: &str) -> Fen {
+        let mut position: i64 = 0;
+        for t in self.st.trades.values().filter(|t| t.pid == pid) {
+            if t.paid_at.is_some() {
+                position = position
+                    .saturating_add(t.receipt_amount().get())
+                    .saturating_sub(t.fee.get());
+            }
+            for r in &t.refunds {
+                position = position
+                    .saturating_sub(r.merchant_cost.get())
+                    .saturating_add(r.fee_return.get());
+            }
+        }
+        for e in self
+            .st
+            .ledger
+            .iter()
+            .filter(|e| e.kind == LedgerKind::Payout && e.pid == pid)
+        {
+            position = position.saturating_sub(e.amount.get());
+        }
+        Fen::new(position.max(0))
     }
 
     /// Plans a refund: allocation, merchant cost, balance check, fee return.
@@ -73,14 +108,17 @@ impl Core {
         )
         .unwrap_or(Fen::ZERO);
         let merchant_cost = amount.checked_sub(merchant_vouchers).unwrap_or(Fen::ZERO);
-        if self.refund_capacity(trade, app, now) < merchant_cost {
+        let capacity = self.refund_capacity(trade, app, now);
+        if capacity < merchant_cost {
             let whose = match app.refund_position {
                 RefundPosition::MerchantDay => "the merchant's income of today",
-                RefundPosition::Acquirer => "the acquirer's position",
+                RefundPosition::Acquirer => "the acquirer's position at Alipay",
             };
             return Err(acq(
                 "ACQ.SELLER_BALANCE_NOT_ENOUGH",
-                &format!("{whose} does not cover the refund (R10.1)"),
+                &format!(
+                    "{whose} ({capacity}) does not cover the refund ({merchant_cost}) (R10.1)"
+                ),
             ));
         }
         let completes = trade.refunded().checked_add(amount) == Some(trade.total);
@@ -104,6 +142,7 @@ impl Core {
             terminal_id,
             operator_id,
             by_cancel,
+            settlement_id: None,
         })
     }
 
@@ -135,7 +174,7 @@ impl Core {
             store_name: None,
             send_back_fee: Some(refund.amount),
             refund_charge_amount: Some(refund.fee_return),
-            refund_settlement_id: None,
+            refund_settlement_id: refund.settlement_id.clone(),
             extra,
         }
     }
@@ -194,6 +233,12 @@ impl Core {
         }
         match trade.status {
             TradeStatus::TradeSuccess => {}
+            TradeStatus::TradeFinished if trade.no_refund => {
+                return Err(acq(
+                    "ACQ.TRADE_NOT_ALLOW_REFUND",
+                    "the acquirer's contract allows no refunds (refund_window_months 0)",
+                ));
+            }
             TradeStatus::TradeFinished => {
                 return Err(acq(
                     "ACQ.TRADE_HAS_FINISHED",
@@ -227,13 +272,19 @@ impl Core {
             false,
             call.now,
         )?;
-        self.apply_refund_with_url(
-            &mut trade,
-            refund.clone(),
-            call.now,
-            call.notify_url.as_deref(),
-        );
-        let body = self.refund_body(&trade, &call.app, &refund, true);
+        let refund =
+            self.apply_refund_with_url(&mut trade, refund, call.now, call.notify_url.as_deref());
+        // The fault: the refund happened, but the answer says it is still being
+        // processed, so the caller must confirm it with the refund query.
+        let target = Target {
+            method: Some("alipay.trade.refund"),
+            out_trade_no: Some(&trade.out_trade_no),
+            amount: Some(req.refund_amount),
+        };
+        let pending = self
+            .fire_fault(&target, |a| matches!(a, FaultAction::FundChangeN))
+            .is_some();
+        let body = self.refund_body(&trade, &call.app, &refund, !pending);
         self.put_trade(trade);
         reply(Code::Success, &body)
     }
@@ -244,14 +295,15 @@ impl Core {
         refund: Refund,
         now: Timestamp,
         url: Option<&str>,
-    ) {
+    ) -> Refund {
         // Barcode trades have no notify_url; a refund call may bring one.
         let original = trade.notify_url.clone();
         if original.is_none() {
             trade.notify_url = url.map(str::to_owned);
         }
-        self.apply_refund(trade, refund, now);
+        let refund = self.apply_refund(trade, refund, now);
         trade.notify_url = original;
+        refund
     }
 
     /// `alipay.trade.fastpay.refund.query`.
@@ -285,7 +337,7 @@ impl Core {
                 gmt_refund_pay: Some(BeijingTime(r.at)),
                 refund_detail_item_list: Some(fund_bills(&r.parts)),
                 send_back_fee: Some(r.amount),
-                refund_settlement_id: None,
+                refund_settlement_id: r.settlement_id.clone(),
                 refund_charge_amount: Some(r.fee_return),
                 extra: Default::default(),
             },

@@ -24,7 +24,7 @@ use crate::clock::SandboxClock;
 use crate::faults::{FaultRule, RULES_MAX};
 use crate::journal::{self, Journal};
 use crate::model::{
-    App, BankCard, Buyer, FundChannel, IdMode, Instrument, LedgerEntry, Merchant, Notice,
+    App, BankCard, Buyer, CodeKind, FundChannel, IdMode, Instrument, LedgerEntry, Merchant, Notice,
     RefundPosition, RiskRule, Settlement, Trade, Voucher,
 };
 use crate::scheduler::{self, DueReport, TimedWork, TradeTimers};
@@ -380,6 +380,10 @@ pub struct BuyerSpec {
     /// Every payment of the buyer is refused by risk control.
     #[serde(default)]
     pub risky: Option<bool>,
+    /// The buyer switched off balance payments (`ACQ.ERROR_BALANCE_PAYMENT_DISABLE`
+    /// when only the balance would pay).
+    #[serde(default)]
+    pub balance_payment_disabled: Option<bool>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -498,6 +502,16 @@ impl SandboxHandle {
         pay_with: Option<&str>,
     ) -> Result<String, SandboxError> {
         self.shared.payment_code(buyer_id, pay_with)
+    }
+
+    /// A new face-payment token for the `security_code` scene (single use, 60 s).
+    pub async fn security_code(
+        &self,
+        buyer_id: &str,
+        pay_with: Option<&str>,
+    ) -> Result<String, SandboxError> {
+        self.shared
+            .issue_code(buyer_id, pay_with, CodeKind::SecurityCode)
     }
 
     pub async fn confirm(&self, trade_no: &str) -> Result<Trade, SandboxError> {
@@ -679,11 +693,7 @@ impl Shared {
     pub fn create_app(self: &Arc<Self>, spec: AppSpec) -> Result<AppCreated, SandboxError> {
         let (public_key, app_cert_sn) = app_key(&spec)?;
         let aes_key = check_aes(spec.aes_key.as_deref())?;
-        if let Some(m) = spec.refund_window_months
-            && !(1..=24).contains(&m)
-        {
-            return Err(bad("refund_window_months must be between 1 and 24"));
-        }
+        check_refund_window(spec.refund_window_months)?;
         let now = self.clock.now();
         let gateway_url = format!("{}/gateway.do", self.base_url);
         self.with(|core| {
@@ -754,6 +764,7 @@ impl Shared {
             Some(_) => Some(check_aes(spec.aes_key.as_deref())?),
             None => None,
         };
+        check_refund_window(spec.refund_window_months)?;
         let gateway_url = format!("{}/gateway.do", self.base_url);
         self.with(|core| {
             let mut app =
@@ -924,6 +935,7 @@ impl Shared {
                 spent: Fen::ZERO,
                 instrument,
                 risky: spec.risky.unwrap_or(false),
+                balance_payment_disabled: spec.balance_payment_disabled.unwrap_or(false),
                 open_ids: Default::default(),
                 created_at: now,
             });
@@ -936,9 +948,20 @@ impl Shared {
         buyer_id: &str,
         pay_with: Option<&str>,
     ) -> Result<String, SandboxError> {
+        self.issue_code(buyer_id, pay_with, CodeKind::BarCode)
+    }
+
+    /// A payment code or face-payment token for a buyer, paying with
+    /// `pay_with` (else the buyer's instrument).
+    pub fn issue_code(
+        self: &Arc<Self>,
+        buyer_id: &str,
+        pay_with: Option<&str>,
+        kind: CodeKind,
+    ) -> Result<String, SandboxError> {
         let instrument = pay_with.map(parse_instrument).transpose()?;
         let now = self.clock.now();
-        Ok(self.with(|c| c.issue_payment_code(buyer_id, instrument, now))??)
+        Ok(self.with(|c| c.issue_payment_code(buyer_id, instrument, kind, now))??)
     }
 
     pub fn set_merchant_risk(
@@ -1024,6 +1047,20 @@ fn app_key(spec: &AppSpec) -> Result<(String, Option<String>), SandboxError> {
         }
     }
 }
+
+/// Refunds are allowed for 1 to 24 months (R10.4), or not at all (0: a
+/// contract without refunds, apis.md §3 transition 6).
+fn check_refund_window(months: Option<u32>) -> Result<(), SandboxError> {
+    match months {
+        Some(m) if m > REFUND_WINDOW_MONTHS_MAX => Err(bad(format!(
+            "refund_window_months must be between 0 (no refunds) and {REFUND_WINDOW_MONTHS_MAX}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Longest refund window an app may have, in months.
+pub const REFUND_WINDOW_MONTHS_MAX: u32 = 24;
 
 fn check_aes(text: Option<&str>) -> Result<Option<String>, SandboxError> {
     match text {

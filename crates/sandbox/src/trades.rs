@@ -11,6 +11,7 @@ use jianlian_alipay::api::trade::{
     VoucherDetail,
 };
 use jianlian_alipay::auth_code::{self, PaymentCodeRule};
+use jianlian_alipay::money::TRADE_AMOUNT_MAX;
 use jianlian_alipay::time::{beijing, beijing_date, beijing_midnight};
 use jianlian_alipay::{BeijingTime, Code, ErrorReply, Fen};
 
@@ -19,8 +20,8 @@ use crate::faults::{FaultAction, Target};
 use crate::fees;
 use crate::funding::{self, Disabled, FundingError};
 use crate::model::{
-    App, Buyer, CloseReason, FundChannel, FundPart, IdMode, Instrument, LedgerEntry, LedgerKind,
-    Origin, QrOrder, Refund, Trade,
+    App, Buyer, CloseReason, CodeKind, FundChannel, FundPart, IdMode, Instrument, LatePayment,
+    LedgerEntry, LedgerKind, Merchant, Origin, QrOrder, Refund, Trade,
 };
 use crate::state::{Core, OrderRef};
 
@@ -32,8 +33,19 @@ pub const QR_LIFETIME_DEFAULT: SignedDuration = SignedDuration::from_hours(2);
 pub const TRADE_LIFETIME_DEFAULT: SignedDuration = SignedDuration::from_hours(7 * 24);
 /// Cancel is allowed within 24 hours (apis.md §2.5).
 pub const CANCEL_WINDOW: SignedDuration = SignedDuration::from_hours(24);
-/// Payment codes expire after 60 seconds (R3.7).
+/// Payment codes expire after 60 seconds (R3.7); face-payment tokens too (a
+/// sandbox choice: Alipay does not document their lifetime).
 pub const CODE_LIFETIME: SignedDuration = SignedDuration::from_secs(60);
+/// Longest `auth_code` accepted (apis.md §2.1: 64 characters).
+pub const AUTH_CODE_LEN_MAX: usize = 64;
+
+/// Whether `code` has the shape of a face-payment token (`security_code`
+/// scene): `fp`, then letters and digits (apis.md §2.1).
+pub fn is_security_code(code: &str) -> bool {
+    code.strip_prefix("fp")
+        .is_some_and(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_alphanumeric()))
+        && code.len() <= AUTH_CODE_LEN_MAX
+}
 
 /// Why a buyer-side action (control API) was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -138,6 +150,15 @@ pub fn validate_order(order: &TradeOrder) -> Result<(), ErrorReply> {
         order.disable_pay_channels.as_deref(),
         128,
     )?;
+    if order.total_amount > TRADE_AMOUNT_MAX {
+        return Err(acq(
+            "ACQ.TOTAL_FEE_EXCEED",
+            &format!(
+                "total_amount {} is above the limit {}",
+                order.total_amount, TRADE_AMOUNT_MAX
+            ),
+        ));
+    }
     order
         .total_amount
         .check_trade_amount()
@@ -163,12 +184,14 @@ pub fn validate_order(order: &TradeOrder) -> Result<(), ErrorReply> {
 }
 
 impl Core {
-    /// The indirect rules (R3.1, R3.2, R3.8, R2.2); returns the smid.
+    /// The indirect rules (R3.1, R3.2, R3.8) and an existing big-merchant
+    /// block (R2.2); returns the smid. The request's store and terminal are
+    /// counted later, by [`Core::risk_admit`], once the request has passed
+    /// every other check.
     pub(crate) fn indirect_checks(
         &mut self,
         app: &App,
         order: &TradeOrder,
-        now: Timestamp,
     ) -> Result<String, ErrorReply> {
         if !app.general_finance {
             return Err(acq(
@@ -233,17 +256,36 @@ impl Core {
                 ));
             }
         }
-        let mut merchant = merchant.clone();
         if let Some(reason) = &merchant.risk_blocked {
             return Err(risk_error(reason));
         }
+        Ok(smid)
+    }
+
+    /// The big-merchant rule (R2.2): counts the trade's store and terminal
+    /// among those the smid was seen from today, and blocks the smid when a
+    /// limit is passed (this trade is then intercepted too, and the block is
+    /// saved at once). Called once the request has passed every other check;
+    /// the counts are returned, to be saved by the caller only when the trade
+    /// (or QR) is really created, so that a refused request never counts.
+    pub(crate) fn risk_admit(
+        &mut self,
+        app: &App,
+        order: &TradeOrder,
+        smid: &str,
+        now: Timestamp,
+    ) -> Result<Option<Merchant>, ErrorReply> {
+        let Some(mut merchant) = self.st.merchants.get(smid).cloned() else {
+            return Err(ErrorReply::unknown());
+        };
         let today = beijing_date(now).to_string();
+        let mut changed = false;
         if merchant.seen_date != today {
             merchant.seen_date = today;
             merchant.seen_stores.clear();
             merchant.seen_terminals.clear();
+            changed = true;
         }
-        let mut changed = false;
         if let Some(s) = order.store_id.as_deref().filter(|s| !s.is_empty()) {
             changed |= merchant.seen_stores.insert(s.to_owned());
         }
@@ -269,18 +311,13 @@ impl Core {
         } else {
             None
         };
-        let result = match &blocked {
-            Some(reason) => Err(risk_error(reason)),
-            None => Ok(smid),
-        };
-        if blocked.is_some() {
-            merchant.risk_blocked = blocked;
-            changed = true;
-        }
-        if changed {
+        if let Some(reason) = blocked {
+            let e = risk_error(&reason);
+            merchant.risk_blocked = Some(reason);
             self.put_merchant(merchant);
+            return Err(e);
         }
-        result
+        Ok(changed.then_some(merchant))
     }
 
     /// The buyer's OpenID for an app, made on first use.
@@ -368,7 +405,10 @@ impl Core {
             charset: call.charset.as_str().to_owned(),
             pay_after_queries: None,
             queries: 0,
-            late_pay_after_cancel: false,
+            late_pay_after: Vec::new(),
+            late_payment: None,
+            settlement_id: None,
+            no_refund: false,
             auth_code_masked: None,
         }
     }
@@ -442,15 +482,23 @@ impl Core {
         buyer.spent = buyer.spent.checked_add(trade.total).unwrap_or(buyer.spent);
         self.put_buyer(buyer);
         trade.funding = parts;
-        trade.status = TradeStatus::TradeSuccess;
         trade.paid_at = Some(now);
+        trade.settlement_id = Some(self.ids().settlement_id(now));
         trade.fee = fees::payment_fee(trade.fee_rate, trade.receipt_amount());
         let months = self
             .st
             .apps
             .get(&trade.app_id)
             .map_or(3, |a| a.refund_window_months);
-        trade.finish_at = add_months(now, months);
+        if months == 0 {
+            // A contract without refunds: finished at once (apis.md §3, 6).
+            trade.status = TradeStatus::TradeFinished;
+            trade.no_refund = true;
+            trade.finish_at = None;
+        } else {
+            trade.status = TradeStatus::TradeSuccess;
+            trade.finish_at = add_months(now, months);
+        }
         for part in trade.funding.clone() {
             self.ledger(
                 trade,
@@ -509,6 +557,7 @@ impl Core {
         if due_close {
             let at = trade.expires_at;
             close_trade(&mut trade, CloseReason::Timeout, at);
+            self.late_payment_refunded(&mut trade, CloseReason::Timeout, now);
         } else {
             trade.status = TradeStatus::TradeFinished;
         }
@@ -553,7 +602,7 @@ impl Core {
             store_name: self.store_name(trade),
             discount_amount: paid.then(|| trade.platform_discount()),
             mdiscount_amount: paid.then(|| trade.merchant_discount()),
-            settlement_id: None,
+            settlement_id: trade.settlement_id.clone(),
             charge_amount: paid.then_some(trade.fee),
             extra: Default::default(),
         }
@@ -610,16 +659,11 @@ impl Core {
             subject: Some(trade.subject.clone()),
             body: trade.body.clone(),
             alipay_sub_merchant_id: Some(trade.smid.clone()),
-            ext_infos: cancel.then(|| {
-                let action = if trade.refunds.iter().any(|r| r.by_cancel) {
-                    "refund"
-                } else {
-                    "close"
-                };
-                format!("{{\"action\":\"{action}\"}}")
-            }),
+            // apis.md §2.4's example: a trade ended by alipay.trade.cancel
+            // (closed or refunded; the cancel answer's `action` says which).
+            ext_infos: cancel.then(|| "{\"action\":\"cancel\"}".to_owned()),
             passback_params: trade.passback_params.clone(),
-            settlement_id: None,
+            settlement_id: trade.settlement_id.clone(),
             charge_amount: paid.then_some(trade.fee),
             extra: Default::default(),
         }
@@ -644,18 +688,22 @@ impl Core {
         })
     }
 
-    /// `alipay.trade.pay` (R4).
+    /// `alipay.trade.pay` (R4): scene `bar_code` with the buyer's payment code,
+    /// or `security_code` with the token of a face-payment device.
     pub fn trade_pay(&mut self, call: &Call) -> Answer {
         let req: TradePay = parse_biz(call)?;
         let order = &req.order;
         validate_order(order)?;
         let otn = order.out_trade_no.clone();
-        let scene = req.scene.as_deref().unwrap_or("bar_code");
-        if scene != "bar_code" && scene != "security_code" {
-            return Err(invalid(format!(
-                "scene {scene:?} is neither bar_code nor security_code"
-            )));
-        }
+        let scene = match req.scene.as_deref().unwrap_or("bar_code") {
+            "bar_code" => CodeKind::BarCode,
+            "security_code" => CodeKind::SecurityCode,
+            other => {
+                return Err(invalid(format!(
+                    "scene {other:?} is neither bar_code nor security_code"
+                )));
+            }
+        };
         if req.auth_no.is_some() {
             return Err(invalid(
                 "auth_no (pre-authorisation pay) is not served by the sandbox",
@@ -672,78 +720,47 @@ impl Core {
             .auth_code
             .clone()
             .filter(|c| !c.trim().is_empty())
-            .ok_or_else(|| invalid("auth_code is required for a barcode payment"))?;
-        let smid = self
-            .indirect_checks(&call.app, order, call.now)
-            .map_err(|e| zero_amount_fields(e, &otn))?;
+            .ok_or_else(|| invalid("auth_code is required for a face-to-face payment"))?;
+        check_len("auth_code", Some(&code), AUTH_CODE_LEN_MAX)?;
+        let zero = |e: ErrorReply| zero_amount_fields(e, &otn);
+        let smid = self.indirect_checks(&call.app, order).map_err(zero)?;
         // An existing trade under this out_trade_no.
         if let Some(OrderRef::Trade(no)) = self.order(&call.app.pid, &otn).cloned() {
-            self.refresh_trade(&no, call.now);
-            let trade = self
-                .st
-                .trades
-                .get(&no)
-                .cloned()
-                .ok_or_else(ErrorReply::unknown)?;
-            if trade.total != order.total_amount || trade.smid != smid {
-                return Err(zero_amount_fields(
-                    acq(
-                        "ACQ.CONTEXT_INCONSISTENT",
-                        "out_trade_no exists with other parameters",
-                    ),
-                    &otn,
-                ));
-            }
-            return match trade.status {
-                TradeStatus::TradeSuccess | TradeStatus::TradeFinished => Err(zero_amount_fields(
-                    acq("ACQ.TRADE_HAS_SUCCESS", "query the trade to confirm it"),
-                    &otn,
-                )),
-                TradeStatus::TradeClosed => Err(zero_amount_fields(
-                    acq("ACQ.TRADE_HAS_CLOSE", "use a new out_trade_no"),
-                    &otn,
-                )),
-                TradeStatus::WaitBuyerPay => {
-                    let body = self.pay_body(&trade, &call.app);
-                    reply(Code::InProgress, &body)
-                }
-            };
+            return self
+                .repeat_pay(call, order, &no, &smid, &code)
+                .map_err(zero);
         }
         if self.order(&call.app.pid, &otn).is_some() {
-            return Err(zero_amount_fields(
-                acq(
-                    "ACQ.CONTEXT_INCONSISTENT",
-                    "out_trade_no is used by a precreate QR",
-                ),
-                &otn,
-            ));
+            return Err(zero(acq(
+                "ACQ.CONTEXT_INCONSISTENT",
+                "out_trade_no is used by a precreate QR",
+            )));
         }
-        if scene == "security_code" || PaymentCodeRule::default().check(&code).is_err() {
-            return Err(zero_amount_fields(
-                acq(
-                    "ACQ.PAYMENT_AUTH_CODE_INVALID",
-                    "the payment code is malformed",
-                ),
-                &otn,
-            ));
+        let shape_ok = match scene {
+            CodeKind::BarCode => PaymentCodeRule::default().check(&code).is_ok(),
+            CodeKind::SecurityCode => is_security_code(&code),
+        };
+        if !shape_ok {
+            let what = match scene {
+                CodeKind::BarCode => "a payment code (scene bar_code)",
+                CodeKind::SecurityCode => "a face-payment token (scene security_code)",
+            };
+            return Err(zero(acq(
+                "ACQ.PAYMENT_AUTH_CODE_INVALID",
+                &format!("auth_code is not {what}"),
+            )));
         }
         let Some(pc) = self.st.codes.get(&code).cloned() else {
-            return Err(zero_amount_fields(
-                acq(
-                    "ACQ.PAYMENT_AUTH_CODE_INVALID",
-                    "unknown payment code; refresh it",
-                ),
-                &otn,
-            ));
+            return Err(zero(acq(
+                "ACQ.PAYMENT_AUTH_CODE_INVALID",
+                "unknown payment code; refresh it",
+            )));
         };
-        if pc.used || pc.expires_at <= call.now {
-            return Err(zero_amount_fields(
-                acq(
-                    "ACQ.PAYMENT_AUTH_CODE_INVALID",
-                    "the payment code was used or has expired; refresh it",
-                ),
-                &otn,
-            ));
+        if pc.used || pc.expires_at <= call.now || pc.kind != scene {
+            return Err(zero(acq(
+                "ACQ.PAYMENT_AUTH_CODE_INVALID",
+                "the payment code was used or has expired; refresh it",
+            )));
         }
         let mut used = pc.clone();
         used.used = true;
@@ -760,9 +777,12 @@ impl Core {
             order.ext_user_info.as_ref(),
             call.now,
         )
-        .map_err(|e| zero_amount_fields(e, &otn))?;
+        .map_err(zero)?;
         let instrument = pc.instrument.unwrap_or(buyer.instrument);
-        let expires_at = expiry(order, call.now).map_err(|e| zero_amount_fields(e, &otn))?;
+        let expires_at = expiry(order, call.now).map_err(zero)?;
+        let seen = self
+            .risk_admit(&call.app, order, &smid, call.now)
+            .map_err(zero)?;
         let mut trade = self.new_trade(
             call,
             order,
@@ -781,7 +801,7 @@ impl Core {
         let forced = self.fire_fault(&target, |a| {
             matches!(
                 a,
-                FaultAction::ForceWait { .. } | FaultAction::PayAfterCancel
+                FaultAction::ForceWait { .. } | FaultAction::PayAfterCancel { .. }
             )
         });
         let wait = forced.is_some()
@@ -791,21 +811,71 @@ impl Core {
             Some(FaultAction::ForceWait { pay_after_queries }) => {
                 trade.pay_after_queries = pay_after_queries
             }
-            Some(FaultAction::PayAfterCancel) => trade.late_pay_after_cancel = true,
+            Some(FaultAction::PayAfterCancel { after }) => trade.late_pay_after = after,
             _ => {}
         }
-        if wait {
-            let body = self.pay_body(&trade, &call.app);
-            self.put_trade(trade);
-            return reply(Code::InProgress, &body);
+        let code = if wait {
+            Code::InProgress
+        } else {
+            self.settle_payment(&mut trade, call.now)
+                .map_err(|e| zero(funding_error(e)))?;
+            Code::Success
+        };
+        if let Some(m) = seen {
+            self.put_merchant(m);
         }
-        match self.settle_payment(&mut trade, call.now) {
-            Ok(()) => {
+        let body = self.pay_body(&trade, &call.app);
+        self.put_trade(trade);
+        reply(code, &body)
+    }
+
+    /// A pay repeating an `out_trade_no` that already names a trade: the same
+    /// order again is answered from the trade; other parameters, or another
+    /// buyer's code, are refused (apis.md §2.1.d).
+    fn repeat_pay(
+        &mut self,
+        call: &Call,
+        order: &TradeOrder,
+        trade_no: &str,
+        smid: &str,
+        code: &str,
+    ) -> Answer {
+        self.refresh_trade(trade_no, call.now);
+        let trade = self
+            .st
+            .trades
+            .get(trade_no)
+            .cloned()
+            .ok_or_else(ErrorReply::unknown)?;
+        if trade.total != order.total_amount || trade.smid != smid {
+            return Err(acq(
+                "ACQ.CONTEXT_INCONSISTENT",
+                "out_trade_no exists with other parameters",
+            ));
+        }
+        if trade.status == TradeStatus::TradeClosed {
+            return Err(acq("ACQ.TRADE_HAS_CLOSE", "use a new out_trade_no"));
+        }
+        if self
+            .st
+            .codes
+            .get(code)
+            .is_some_and(|c| c.buyer_id != trade.buyer_id)
+        {
+            return Err(acq(
+                "ACQ.TRADE_BUYER_NOT_MATCH",
+                "out_trade_no names another buyer's trade; use a new out_trade_no",
+            ));
+        }
+        match trade.status {
+            TradeStatus::WaitBuyerPay => {
                 let body = self.pay_body(&trade, &call.app);
-                self.put_trade(trade);
-                reply(Code::Success, &body)
+                reply(Code::InProgress, &body)
             }
-            Err(e) => Err(zero_amount_fields(funding_error(e), &otn)),
+            _ => Err(acq(
+                "ACQ.TRADE_HAS_SUCCESS",
+                "query the trade to confirm it",
+            )),
         }
     }
 
@@ -814,7 +884,7 @@ impl Core {
         let req: TradePrecreate = parse_biz(call)?;
         let order = &req.order;
         validate_order(order)?;
-        let smid = self.indirect_checks(&call.app, order, call.now)?;
+        let smid = self.indirect_checks(&call.app, order)?;
         let otn = order.out_trade_no.clone();
         match self.order(&call.app.pid, &otn).cloned() {
             Some(OrderRef::Qr(qr)) => {
@@ -861,6 +931,9 @@ impl Core {
         };
         // The trade's own timeout is checked now so a bad value fails early.
         expiry(order, call.now)?;
+        if let Some(m) = self.risk_admit(&call.app, order, &smid, call.now)? {
+            self.put_merchant(m);
+        }
         let qr_code = self.ids().qr_code();
         self.put_qr(QrOrder {
             qr_code: qr_code.clone(),
@@ -907,7 +980,7 @@ impl Core {
         let Some(buyer_id) = buyer_id else {
             return Err(acq("ACQ.BUYER_NOT_EXIST", "no such buyer for this app"));
         };
-        let smid = self.indirect_checks(&call.app, order, call.now)?;
+        let smid = self.indirect_checks(&call.app, order)?;
         let otn = order.out_trade_no.clone();
         if let Some(existing) = self.order(&call.app.pid, &otn).cloned() {
             let OrderRef::Trade(no) = existing else {
@@ -923,10 +996,16 @@ impl Core {
                 .get(&no)
                 .cloned()
                 .ok_or_else(ErrorReply::unknown)?;
-            if t.total != order.total_amount || t.buyer_id != buyer_id {
+            if t.total != order.total_amount || t.smid != smid {
                 return Err(acq(
                     "ACQ.CONTEXT_INCONSISTENT",
                     "out_trade_no exists with other parameters",
+                ));
+            }
+            if t.buyer_id != buyer_id {
+                return Err(acq(
+                    "ACQ.TRADE_BUYER_NOT_MATCH",
+                    "out_trade_no names another buyer's trade; use a new out_trade_no",
                 ));
             }
             return match t.status {
@@ -955,6 +1034,9 @@ impl Core {
             call.now,
         )?;
         let expires_at = expiry(order, call.now)?;
+        if let Some(m) = self.risk_admit(&call.app, order, &smid, call.now)? {
+            self.put_merchant(m);
+        }
         let trade = self.new_trade(
             call,
             order,
@@ -1004,10 +1086,18 @@ impl Core {
             out_trade_no: target_owned.0.as_deref(),
             amount: target_owned.1,
         };
-        if self
-            .fire_fault(&target, |a| matches!(a, FaultAction::TradeNotExist))
-            .is_some()
-        {
+        // How long the trade has existed, for rules limited by `for_seconds`.
+        let age_secs = no
+            .as_deref()
+            .and_then(|n| self.st.trades.get(n))
+            .map_or(0, |t| call.now.duration_since(t.created_at).as_secs());
+        let lagging = |a: &FaultAction| match a {
+            FaultAction::TradeNotExist { for_seconds } => {
+                for_seconds.is_none_or(|s| age_secs < i64::try_from(s).unwrap_or(i64::MAX))
+            }
+            _ => false,
+        };
+        if self.fire_fault(&target, lagging).is_some() {
             return Err(acq("ACQ.TRADE_NOT_EXIST", "the trade does not exist (yet)"));
         }
         let Some(no) = no else {
@@ -1067,6 +1157,7 @@ impl Core {
             ));
         }
         close_trade(&mut trade, CloseReason::Close, call.now);
+        self.late_payment_refunded(&mut trade, CloseReason::Close, call.now);
         self.queue_trade_notice(&trade, call.now, call.notify_url.as_deref(), None);
         let body = TradeCloseResponse {
             trade_no: Some(trade.trade_no.clone()),
@@ -1150,9 +1241,7 @@ impl Core {
                 None,
                 None,
             );
-            if trade.late_pay_after_cancel {
-                self.late_payment_refunded(&trade, call.now);
-            }
+            self.late_payment_refunded(&mut trade, CloseReason::Cancel, call.now);
             self.queue_trade_notice(&trade, call.now, None, None);
             self.put_trade(trade);
             return reply(Code::Success, &already(CancelAction::Close));
@@ -1178,7 +1267,7 @@ impl Core {
             )
             .map_err(|e| e.with_field("retry_flag", "Y"))?;
         let gmt = refund.at;
-        self.apply_refund(&mut trade, refund, call.now);
+        let refund = self.apply_refund(&mut trade, refund, call.now);
         trade.close_reason = Some(CloseReason::Cancel);
         self.ledger(
             &trade,
@@ -1193,24 +1282,37 @@ impl Core {
             Code::Success,
             &TradeCancelResponse {
                 gmt_refund_pay: Some(BeijingTime(gmt)),
+                refund_settlement_id: refund.settlement_id,
                 ..already(CancelAction::Refund)
             },
         )
     }
 
-    /// A payment that arrived after its trade closed: charged, then refunded at once.
-    fn late_payment_refunded(&mut self, trade: &Trade, now: Timestamp) {
+    /// The `pay_after_cancel` fault: when a trade marked by it closes in one
+    /// of the ways the rule named, the buyer's payment arrives anyway. The
+    /// buyer is charged from their funding as for a payment, then refunded
+    /// the same parts at once (R4.6: the Alipay trade failed, the money goes
+    /// back); vouchers used by the payment are given back to the buyer. The
+    /// trade stays closed and records both in `late_payment`; the merchant
+    /// never had the money, so no fee, no bill row and no payout. A buyer who
+    /// cannot pay any more makes no late payment.
+    fn late_payment_refunded(&mut self, trade: &mut Trade, closed_by: CloseReason, now: Timestamp) {
+        if !trade.late_pay_after.contains(&closed_by) || trade.late_payment.is_some() {
+            return;
+        }
         let Some(buyer) = self.st.buyers.get(&trade.buyer_id) else {
             return;
         };
+        let mut buyer = buyer.clone();
         let Ok(parts) = funding::allocate_payment(
-            buyer,
+            &buyer,
             trade.total,
             trade.instrument,
             &Disabled::parse(trade.disable_pay_channels.as_deref()),
         ) else {
             return;
         };
+        funding::move_funds(&mut buyer, &parts, false);
         for p in &parts {
             self.ledger(
                 trade,
@@ -1221,6 +1323,8 @@ impl Core {
                 None,
             );
         }
+        funding::move_funds(&mut buyer, &parts, true);
+        funding::restore_vouchers(&mut buyer, &parts);
         for p in &parts {
             self.ledger(
                 trade,
@@ -1231,6 +1335,13 @@ impl Core {
                 None,
             );
         }
+        self.put_buyer(buyer);
+        trade.late_payment = Some(LatePayment {
+            after: closed_by,
+            parts,
+            charged_at: now,
+            refunded_at: now,
+        });
     }
 
     // ---- buyer-side actions (control API) ----
@@ -1376,11 +1487,14 @@ impl Core {
         Ok(trade)
     }
 
-    /// A new payment code for a buyer (R3.7).
+    /// A new payment code for a buyer (R3.7), or a face-payment token
+    /// (`CodeKind::SecurityCode`): what a face-payment device obtains once it
+    /// has recognised the buyer.
     pub fn issue_payment_code(
         &mut self,
         buyer_id: &str,
         instrument: Option<Instrument>,
+        kind: CodeKind,
         now: Timestamp,
     ) -> Result<String, ActionError> {
         let buyer = self
@@ -1396,7 +1510,10 @@ impl Core {
             )));
         }
         let code = loop {
-            let c = self.ids().payment_code();
+            let c = match kind {
+                CodeKind::BarCode => self.ids().payment_code(),
+                CodeKind::SecurityCode => self.ids().security_code(),
+            };
             if !self.st.codes.contains_key(&c) {
                 break c;
             }
@@ -1407,6 +1524,7 @@ impl Core {
             expires_at: now.checked_add(CODE_LIFETIME).unwrap_or(now),
             used: false,
             instrument,
+            kind,
         });
         Ok(code)
     }
@@ -1474,9 +1592,15 @@ impl Core {
         trades.chain(qrs).min()
     }
 
-    /// Applies a refund to a trade: money back, fee returned, ledger, status,
-    /// notification.
-    pub(crate) fn apply_refund(&mut self, trade: &mut Trade, refund: Refund, now: Timestamp) {
+    /// Applies a refund to a trade: clearing id, money back, fee returned,
+    /// ledger, status, notification. Returns the refund as recorded.
+    pub(crate) fn apply_refund(
+        &mut self,
+        trade: &mut Trade,
+        mut refund: Refund,
+        now: Timestamp,
+    ) -> Refund {
+        refund.settlement_id = Some(self.ids().settlement_id(now));
         if let Some(buyer) = self.st.buyers.get(&trade.buyer_id) {
             let mut buyer = buyer.clone();
             funding::move_funds(&mut buyer, &refund.parts, true);
@@ -1520,6 +1644,7 @@ impl Core {
             );
         }
         self.queue_trade_notice(trade, now, None, Some(&refund));
+        refund
     }
 }
 
@@ -1541,6 +1666,10 @@ pub(crate) fn close_trade(trade: &mut Trade, reason: CloseReason, at: Timestamp)
 pub(crate) fn funding_error(e: FundingError) -> ErrorReply {
     match e {
         FundingError::BalanceNotEnough => acq("ACQ.BUYER_BALANCE_NOT_ENOUGH", ""),
+        FundingError::BalancePaymentDisabled => acq(
+            "ACQ.ERROR_BALANCE_PAYMENT_DISABLE",
+            "the buyer switched off balance payments; pay with another method",
+        ),
         FundingError::BankcardNotEnough => acq("ACQ.BUYER_BANKCARD_BALANCE_NOT_ENOUGH", ""),
         FundingError::CreditNotEnough | FundingError::NoInstrument => {
             acq("ACQ.NO_PAYMENT_INSTRUMENTS_AVAILABLE", &e.to_string())

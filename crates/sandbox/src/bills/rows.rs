@@ -5,9 +5,10 @@
 //! the bill's 实收净额 total.
 //!
 //! A payment that reached an already closed trade and was returned at once
-//! (the `pay_after_cancel` fault, ledger `charge` + `auto_refund`) is not
-//! listed: the Alipay trade failed, the money went back to the buyer (R4.6)
-//! and never reached the merchant.
+//! (the `pay_after_cancel` fault, ledger `charge` + `auto_refund`, the trade's
+//! `late_payment`) is not listed: the Alipay trade failed, the money went back
+//! to the buyer (R4.6) and never reached the merchant. Such a trade has no
+//! `paid_at` and no refunds, so nothing here needs to skip it.
 
 use std::collections::BTreeMap;
 

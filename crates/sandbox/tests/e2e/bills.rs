@@ -108,7 +108,9 @@ async fn a_day_bill_lists_payments_by_payment_time_and_refunds_by_refund_time() 
             method: None,
             out_trade_no: Some("PC".into()),
             amount: None,
-            action: FaultAction::PayAfterCancel,
+            action: FaultAction::PayAfterCancel {
+                after: vec![jianlian_sandbox::model::CloseReason::Cancel],
+            },
             times: Some(1),
         })
         .await

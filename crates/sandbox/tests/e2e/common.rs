@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use jianlian_alipay::api::AlipayApi;
 use jianlian_alipay::api::merchant::{ContactInfo, IndirectCreate, MerchantProfile};
-use jianlian_alipay::api::trade::{SubMerchant, TradeOrder, TradePay};
+use jianlian_alipay::api::trade::{
+    SubMerchant, TradeOrder, TradePay, TradeQuery, TradeRef, TradeStatus,
+};
 use jianlian_alipay::client::{AlipayClient, ClientConfig};
 use jianlian_alipay::request::{AppCredentials, CallOptions};
 use jianlian_alipay::{Fen, ManualClock, Outcome, PrivateKey, PublicKey};
@@ -167,6 +169,20 @@ impl TestApp {
 
     pub async fn advance(&self, seconds: i64) {
         self.sandbox.advance(seconds).await.unwrap();
+    }
+
+    /// The trade's status as `alipay.trade.query` reports it.
+    pub async fn status(&self, out_trade_no: &str) -> Option<TradeStatus> {
+        let query = TradeQuery {
+            trade: TradeRef::out_trade_no(out_trade_no),
+            ..Default::default()
+        };
+        self.call(&query).await.success().unwrap().trade_status
+    }
+
+    /// The buyer's Alipay balance.
+    pub async fn balance(&self, buyer: &str) -> Fen {
+        self.sandbox.buyer(buyer).await.unwrap().balance
     }
 }
 

@@ -131,9 +131,43 @@ async fn eight_attempts_then_give_up() {
         8,
         "8 deliveries within 25 hours"
     );
+    let notice = &t.sandbox.notifications(Some("N3")).await[0];
+    assert_eq!(notice.state, NoticeState::GaveUp);
+    assert_eq!(notice.next_due, None);
+    // R7.4: the first attempt at once, then 4m, 10m, 10m, 1h, 2h, 6h, 15h
+    // after the one before, each at its own virtual time (25 h 24 m in all).
+    let expected = [
+        "2026-03-02 10:00:00",
+        "2026-03-02 10:04:00",
+        "2026-03-02 10:14:00",
+        "2026-03-02 10:24:00",
+        "2026-03-02 11:24:00",
+        "2026-03-02 13:24:00",
+        "2026-03-02 19:24:00",
+        "2026-03-03 10:24:00",
+    ];
+    let attempts: Vec<String> = notice
+        .attempts
+        .iter()
+        .map(|a| jianlian_alipay::time::format_beijing(a.at))
+        .collect();
+    assert_eq!(attempts, expected);
     assert_eq!(
-        t.sandbox.notifications(Some("N3")).await[0].state,
-        NoticeState::GaveUp
+        notice.attempts.iter().map(|a| a.number).collect::<Vec<_>>(),
+        (1..=8).collect::<Vec<u32>>()
+    );
+    assert!(notice.attempts.iter().all(|a| !a.acknowledged));
+    // What the receiver saw: the same eight times as notify_time, one notify_id.
+    let received = rx.received(&t.alipay_key);
+    let times: Vec<&str> = received
+        .iter()
+        .map(|n| n.get("notify_time").unwrap())
+        .collect();
+    assert_eq!(times, expected);
+    assert!(
+        received
+            .iter()
+            .all(|n| n.get("notify_id") == received[0].get("notify_id"))
     );
 }
 

@@ -81,10 +81,7 @@ async fn state_survives_a_restart() {
         .unwrap();
     assert_eq!(q.trade_status, Some(TradeStatus::TradeSuccess));
     assert_eq!(q.trade_no, paid.trade_no);
-    assert_eq!(
-        t.sandbox.buyer(&buyer).await.unwrap().balance,
-        yuan("475.00")
-    );
+    assert_eq!(t.balance(&buyer).await, yuan("475.00"));
     assert_eq!(t.sandbox.ledger(None).await.len(), ledger_before);
     assert_eq!(t.sandbox.faults().await.len(), 1);
     // Repeating the refund is still idempotent; new ids do not repeat.

@@ -3,10 +3,10 @@
 //! full refund → TRADE_CLOSED, same-day income or acquirer position, refund
 //! window, fee returns and the ledger.
 
-use jianlian_alipay::Fen;
 use jianlian_alipay::api::trade::{
-    TradeQuery, TradeRef, TradeRefund, TradeRefundQuery, TradeStatus, YesNo,
+    TradeCancel, TradeQuery, TradeRef, TradeRefund, TradeRefundQuery, TradeStatus, YesNo,
 };
+use jianlian_alipay::{Fen, Outcome};
 use jianlian_sandbox::model::{LedgerKind, RefundPosition};
 use jianlian_sandbox::{AppSpec, BuyerSpec, VoucherSpec};
 
@@ -156,10 +156,7 @@ async fn partial_refunds_are_idempotent_and_cumulative() {
         .success()
         .unwrap();
     assert_eq!(q.trade_status, Some(TradeStatus::TradeClosed));
-    assert_eq!(
-        t.sandbox.buyer(&buyer).await.unwrap().balance,
-        yuan("500.00")
-    );
+    assert_eq!(t.balance(&buyer).await, yuan("500.00"));
     // Refund query.
     let rq = TradeRefundQuery {
         trade: TradeRef::out_trade_no("R1"),
@@ -212,7 +209,16 @@ async fn refunds_need_same_day_income_or_the_acquirer_position() {
         sub_code(&t.call(&refund("D1", "6.00", Some("y"))).await),
         "ACQ.SELLER_BALANCE_NOT_ENOUGH"
     );
-    // The acquirer-level position instead.
+    // Another merchant of the acquirer earns today: not this merchant's income…
+    let other = t.onboard("M0002").await;
+    let mut other_pay = t.pay_req("D3", "30.00", &t.code(&buyer).await);
+    other_pay.order.sub_merchant.as_mut().unwrap().merchant_id = other;
+    assert!(t.call(&other_pay).await.is_success());
+    assert_eq!(
+        sub_code(&t.call(&refund("D1", "6.00", Some("y"))).await),
+        "ACQ.SELLER_BALANCE_NOT_ENOUGH"
+    );
+    // …but part of the acquirer-level position.
     t.sandbox
         .update_app(
             &t.app.app_id,
@@ -279,4 +285,144 @@ async fn tiny_payments_pay_no_fee() {
         .success()
         .unwrap();
     assert_eq!(one.charge_amount, Some(Fen::new(1)));
+}
+
+#[tokio::test]
+async fn the_acquirer_position_is_what_was_not_paid_out() {
+    let t = TestApp::with_spec(AppSpec {
+        refund_position: Some(RefundPosition::Acquirer),
+        ..Default::default()
+    })
+    .await;
+    let buyer = t.buyer(BuyerSpec::default()).await;
+    // 100.00 received, fee 0.38: 99.62 at Alipay (R9.1).
+    assert!(
+        t.call(&t.pay_req("AP1", "100.00", &t.code(&buyer).await))
+            .await
+            .is_success()
+    );
+    // At 07:00 the next day it is all paid out to the bank (R9.2, same bank).
+    t.advance(24 * 3600).await;
+    let payouts: Vec<Fen> = t
+        .sandbox
+        .ledger(None)
+        .await
+        .iter()
+        .filter(|e| e.kind == LedgerKind::Payout)
+        .map(|e| e.amount)
+        .collect();
+    assert_eq!(payouts, vec![yuan("99.62")]);
+    // R10.1: nothing is left at Alipay to refund from.
+    let refused = t.call(&refund("AP1", "1.00", Some("a"))).await;
+    assert_eq!(sub_code(&refused), "ACQ.SELLER_BALANCE_NOT_ENOUGH");
+    let Outcome::Failed(f) = refused else {
+        unreachable!()
+    };
+    assert!(
+        f.sub_msg.as_deref().unwrap_or_default().contains("(0.00)"),
+        "{f:?}"
+    );
+    // Today's income (20.00 less a 0.08 fee) covers refunds up to 19.92; each
+    // refund's fee return (R9.4) comes back into the position.
+    assert!(
+        t.call(&t.pay_req("AP2", "20.00", &t.code(&buyer).await))
+            .await
+            .is_success()
+    );
+    assert!(
+        t.call(&refund("AP1", "10.00", Some("b")))
+            .await
+            .is_success()
+    );
+    assert_eq!(
+        sub_code(&t.call(&refund("AP1", "9.97", Some("c"))).await),
+        "ACQ.SELLER_BALANCE_NOT_ENOUGH"
+    );
+    assert!(t.call(&refund("AP1", "9.96", Some("c"))).await.is_success());
+}
+
+#[tokio::test]
+async fn a_contract_without_refunds() {
+    let t = TestApp::with_spec(AppSpec {
+        refund_window_months: Some(0),
+        ..Default::default()
+    })
+    .await;
+    let buyer = t.buyer(BuyerSpec::default()).await;
+    assert!(
+        t.call(&t.pay_req("NR", "8.00", &t.code(&buyer).await))
+            .await
+            .is_success()
+    );
+    // apis.md §3, transition 6: finished as soon as paid.
+    assert_eq!(t.status("NR").await, Some(TradeStatus::TradeFinished));
+    assert_eq!(
+        sub_code(&t.call(&refund("NR", "1.00", Some("x"))).await),
+        "ACQ.TRADE_NOT_ALLOW_REFUND"
+    );
+    assert_eq!(
+        sub_code(
+            &t.call(&TradeCancel {
+                trade: TradeRef::out_trade_no("NR"),
+                ..Default::default()
+            })
+            .await
+        ),
+        "ACQ.TRADE_HAS_FINISHED"
+    );
+    assert_eq!(t.balance(&buyer).await, yuan("492.00"));
+    // A window of more than 24 months is refused.
+    assert!(
+        t.sandbox
+            .update_app(
+                &t.app.app_id,
+                AppSpec {
+                    refund_window_months: Some(25),
+                    ..Default::default()
+                },
+            )
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn refunds_carry_their_settlement_id() {
+    let t = TestApp::new().await;
+    let buyer = t.buyer(BuyerSpec::default()).await;
+    assert!(
+        t.call(&t.pay_req("RS", "9.00", &t.code(&buyer).await))
+            .await
+            .is_success()
+    );
+    // apis.md §2.7, §2.8: institution-indirect refunds name their clearing id,
+    // the same in the refund, its repeat and the refund query.
+    let r = t
+        .call(&refund("RS", "1.00", Some("s1")))
+        .await
+        .success()
+        .unwrap();
+    let id = r.refund_settlement_id.expect("refund_settlement_id");
+    let again = t
+        .call(&refund("RS", "1.00", Some("s1")))
+        .await
+        .success()
+        .unwrap();
+    assert_eq!(again.refund_settlement_id.as_deref(), Some(id.as_str()));
+    let q = t
+        .call(&TradeRefundQuery {
+            trade: TradeRef::out_trade_no("RS"),
+            out_request_no: "s1".into(),
+            ..Default::default()
+        })
+        .await
+        .success()
+        .unwrap();
+    assert_eq!(q.refund_settlement_id.as_deref(), Some(id.as_str()));
+    let second = t
+        .call(&refund("RS", "1.00", Some("s2")))
+        .await
+        .success()
+        .unwrap();
+    assert_ne!(second.refund_settlement_id, Some(id));
 }

@@ -342,7 +342,11 @@ async fn a_deficit_carries_into_the_next_payout() {
     })
     .await;
     pay(&t, "D1", "100.00").await;
-    advance_to(&t, "2026-03-03 10:00:00").await;
+    pay(&t, "D2", "50.00").await;
+    // Refunded the next morning, before the 07:00 payout of the first day's
+    // net: the acquirer's position at Alipay (149.43) covers it, and the
+    // payout then leaves the acquirer short at Alipay.
+    advance_to(&t, "2026-03-03 06:00:00").await;
     let full = TradeRefund {
         trade: TradeRef::out_trade_no("D1"),
         refund_amount: yuan("100.00"),
@@ -371,9 +375,9 @@ async fn a_deficit_carries_into_the_next_payout() {
         [
             (
                 "2026-03-02".into(),
-                yuan("99.62"),
+                yuan("149.43"),
                 Fen::ZERO,
-                yuan("99.62"),
+                yuan("149.43"),
                 PayoutStatus::Paid
             ),
             (
@@ -400,5 +404,5 @@ async fn a_deficit_carries_into_the_next_payout() {
     )
     .unwrap();
     // Everything paid out equals everything earned net.
-    assert_eq!(total, yuan("199.24"));
+    assert_eq!(total, yuan("249.05"));
 }

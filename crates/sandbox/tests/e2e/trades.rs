@@ -54,10 +54,7 @@ async fn barcode_pay_then_query() {
     // R3.7: single use.
     let again = t.call(&t.pay_req("T2", "1.00", &code)).await;
     assert_eq!(sub_code(&again), "ACQ.PAYMENT_AUTH_CODE_INVALID");
-    assert_eq!(
-        t.sandbox.buyer(&buyer).await.unwrap().balance,
-        yuan("411.12")
-    );
+    assert_eq!(t.balance(&buyer).await, yuan("411.12"));
     // Repeating the paid out_trade_no: the order is paid, so the client never
     // reads this as a failed payment; it is unknown until a query says whose.
     let code2 = t.code(&buyer).await;
@@ -179,15 +176,9 @@ async fn waiting_trades_time_out_on_the_virtual_clock() {
     req.order.timeout_express = Some("5m".into());
     assert!(matches!(t.call(&req).await, Outcome::InProgress(_)));
     t.advance(4 * 60).await;
-    assert_eq!(
-        t.call(&query("TO1")).await.success().unwrap().trade_status,
-        Some(TradeStatus::WaitBuyerPay)
-    );
+    assert_eq!(t.status("TO1").await, Some(TradeStatus::WaitBuyerPay));
     t.advance(60).await;
-    assert_eq!(
-        t.call(&query("TO1")).await.success().unwrap().trade_status,
-        Some(TradeStatus::TradeClosed)
-    );
+    assert_eq!(t.status("TO1").await, Some(TradeStatus::TradeClosed));
     let trade = t
         .sandbox
         .trade_by_out_trade_no(&t.app.pid, "TO1")
@@ -411,15 +402,9 @@ async fn precreate_scan_and_create() {
         "ACQ.TRADE_NOT_EXIST"
     );
     let trade = t.sandbox.scan_qr(&qr, &buyer, false).await.unwrap();
-    assert_eq!(
-        t.call(&query("P1")).await.success().unwrap().trade_status,
-        Some(TradeStatus::WaitBuyerPay)
-    );
+    assert_eq!(t.status("P1").await, Some(TradeStatus::WaitBuyerPay));
     t.sandbox.confirm(&trade.trade_no).await.unwrap();
-    assert_eq!(
-        t.call(&query("P1")).await.success().unwrap().trade_status,
-        Some(TradeStatus::TradeSuccess)
-    );
+    assert_eq!(t.status("P1").await, Some(TradeStatus::TradeSuccess));
     // An unscanned QR expires after 2 hours.
     let qr2 = t
         .call(&TradePrecreate {
@@ -448,10 +433,7 @@ async fn precreate_scan_and_create() {
         })
         .await;
     assert!(closed.is_success());
-    assert_eq!(
-        t.call(&query("C1")).await.success().unwrap().trade_status,
-        Some(TradeStatus::TradeClosed)
-    );
+    assert_eq!(t.status("C1").await, Some(TradeStatus::TradeClosed));
     assert_eq!(
         sub_code(
             &t.call(&TradeClose {
@@ -485,14 +467,8 @@ async fn cancel_refunds_paid_trades_within_24_hours() {
     let c = t.call(&cancel("X1")).await.success().unwrap();
     assert_eq!(c.action, Some(CancelAction::Refund));
     assert!(c.gmt_refund_pay.is_some());
-    assert_eq!(
-        t.call(&query("X1")).await.success().unwrap().trade_status,
-        Some(TradeStatus::TradeClosed)
-    );
-    assert_eq!(
-        t.sandbox.buyer(&buyer).await.unwrap().balance,
-        yuan("500.00")
-    );
+    assert_eq!(t.status("X1").await, Some(TradeStatus::TradeClosed));
+    assert_eq!(t.balance(&buyer).await, yuan("500.00"));
     // Cancelling again is harmless.
     assert_eq!(
         t.call(&cancel("X1")).await.success().unwrap().action,
@@ -567,4 +543,325 @@ async fn the_named_payer_must_pay() {
     req.order.ext_user_info =
         Some(serde_json::json!({"name": "张三", "cert_no": "110105194912310021"}));
     assert!(t.call(&req).await.is_success());
+}
+
+#[tokio::test]
+async fn face_payment_with_a_security_code() {
+    let t = TestApp::new().await;
+    let buyer = t.buyer(BuyerSpec::default()).await;
+    let token = t.sandbox.security_code(&buyer, None).await.unwrap();
+    assert!(token.starts_with("fp") && token.len() == 35, "{token}");
+    let face = |otn: &str, token: &str| {
+        let mut req = t.pay_req(otn, "12.00", token);
+        req.scene = Some("security_code".into());
+        req
+    };
+    // A token is not a payment code, and a payment code is not a token.
+    assert_eq!(
+        sub_code(&t.call(&t.pay_req("FP0", "12.00", &token)).await),
+        "ACQ.PAYMENT_AUTH_CODE_INVALID"
+    );
+    assert_eq!(
+        sub_code(&t.call(&face("FP0", &t.code(&buyer).await)).await),
+        "ACQ.PAYMENT_AUTH_CODE_INVALID"
+    );
+    // Served like bar_code: paid at once, the buyer's funds drawn.
+    let body = t.call(&face("FP1", &token)).await.success().unwrap();
+    assert_eq!(body.buyer_user_id.as_deref(), Some(buyer.as_str()));
+    assert_eq!(body.receipt_amount, Some(yuan("12.00")));
+    assert_eq!(t.status("FP1").await, Some(TradeStatus::TradeSuccess));
+    assert_eq!(t.balance(&buyer).await, yuan("488.00"));
+    // Single use, 60 s of virtual time, paying with the instrument asked for.
+    assert_eq!(
+        sub_code(&t.call(&face("FP2", &token)).await),
+        "ACQ.PAYMENT_AUTH_CODE_INVALID"
+    );
+    let late = t.sandbox.security_code(&buyer, None).await.unwrap();
+    t.advance(61).await;
+    assert_eq!(
+        sub_code(&t.call(&face("FP3", &late)).await),
+        "ACQ.PAYMENT_AUTH_CODE_INVALID"
+    );
+    let huabei = t
+        .buyer(BuyerSpec {
+            huabei_limit: Some(yuan("50.00")),
+            ..Default::default()
+        })
+        .await;
+    let token = t
+        .sandbox
+        .security_code(&huabei, Some("huabei"))
+        .await
+        .unwrap();
+    let body = t.call(&face("FP4", &token)).await.success().unwrap();
+    assert_eq!(body.fund_bill_list.unwrap()[0].fund_channel, "PCREDIT");
+    // And through the control API.
+    let answer = reqwest::Client::new()
+        .post(format!(
+            "{}/buyers/{buyer}/security-codes",
+            t.sandbox.control_url()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let json: serde_json::Value = serde_json::from_str(&answer.text().await.unwrap()).unwrap();
+    let token = json["auth_code"].as_str().unwrap();
+    assert!(t.call(&face("FP5", token)).await.is_success());
+}
+
+#[tokio::test]
+async fn another_buyers_code_does_not_match_the_trade() {
+    let t = TestApp::new().await;
+    let slow = t
+        .buyer(BuyerSpec {
+            requires_password: Some(true),
+            ..Default::default()
+        })
+        .await;
+    let other = t.buyer(BuyerSpec::default()).await;
+    assert!(matches!(
+        t.call(&t.pay_req("BM", "5.00", &t.code(&slow).await)).await,
+        Outcome::InProgress(_)
+    ));
+    // The cashier scans someone else's code for the waiting trade.
+    let stranger = t.code(&other).await;
+    assert_eq!(
+        sub_code(&t.call(&t.pay_req("BM", "5.00", &stranger)).await),
+        "ACQ.TRADE_BUYER_NOT_MATCH"
+    );
+    // The stranger's code was not used up, and the right buyer still waits.
+    assert!(
+        t.call(&t.pay_req("BN", "1.00", &stranger))
+            .await
+            .is_success()
+    );
+    assert!(matches!(
+        t.call(&t.pay_req("BM", "5.00", &t.code(&slow).await)).await,
+        Outcome::InProgress(_)
+    ));
+    // Paid: the same buyer is told it has succeeded, another is told no match.
+    assert!(
+        t.call(&t.pay_req("BO", "2.00", &t.code(&other).await))
+            .await
+            .is_success()
+    );
+    assert_eq!(
+        sub_code(&t.call(&t.pay_req("BO", "2.00", &t.code(&slow).await)).await),
+        "ACQ.TRADE_BUYER_NOT_MATCH"
+    );
+    assert_eq!(
+        sub_code(
+            &t.call(&t.pay_req("BO", "2.00", &t.code(&other).await))
+                .await
+        ),
+        "ACQ.TRADE_HAS_SUCCESS"
+    );
+    // alipay.trade.create for another buyer under an existing out_trade_no.
+    let create = |buyer: &str| TradeCreate {
+        buyer_id: Some(buyer.to_owned()),
+        order: t.order("BC", "3.00"),
+        ..Default::default()
+    };
+    assert!(t.call(&create(&slow)).await.is_success());
+    assert_eq!(
+        sub_code(&t.call(&create(&other)).await),
+        "ACQ.TRADE_BUYER_NOT_MATCH"
+    );
+}
+
+#[tokio::test]
+async fn balance_payments_switched_off_by_the_buyer() {
+    let t = TestApp::new().await;
+    let buyer = t
+        .buyer(BuyerSpec {
+            balance_payment_disabled: Some(true),
+            points: Some(100),
+            bank_cards: vec![CardSpec {
+                card_type: "DEBIT_CARD".into(),
+                balance: Some(yuan("50.00")),
+                limit: None,
+                bank_code: None,
+            }],
+            ..Default::default()
+        })
+        .await;
+    // Only the balance would pay the rest: refused.
+    assert_eq!(
+        sub_code(
+            &t.call(&t.pay_req("BD1", "5.00", &t.code(&buyer).await))
+                .await
+        ),
+        "ACQ.ERROR_BALANCE_PAYMENT_DISABLE"
+    );
+    // Points alone pay it; a bank card pays the rest.
+    assert!(
+        t.call(&t.pay_req("BD2", "1.00", &t.code(&buyer).await))
+            .await
+            .is_success()
+    );
+    let card = t
+        .sandbox
+        .payment_code(&buyer, Some("bank_card:0"))
+        .await
+        .unwrap();
+    assert!(t.call(&t.pay_req("BD3", "5.00", &card)).await.is_success());
+    assert_eq!(t.balance(&buyer).await, yuan("500.00"));
+}
+
+#[tokio::test]
+async fn amounts_above_the_limit_exceed_the_total_fee() {
+    let t = TestApp::new().await;
+    let buyer = t.buyer(BuyerSpec::default()).await;
+    // apis.md §2: total_amount ≤ 100000000.00.
+    assert_eq!(
+        sub_code(
+            &t.call(&t.pay_req("TF1", "100000000.01", &t.code(&buyer).await))
+                .await
+        ),
+        "ACQ.TOTAL_FEE_EXCEED"
+    );
+    let pre = TradePrecreate {
+        order: t.order("TF2", "100000000.01"),
+        ..Default::default()
+    };
+    assert_eq!(sub_code(&t.call(&pre).await), "ACQ.TOTAL_FEE_EXCEED");
+    // Zero is malformed, not too much.
+    let out = t
+        .call(&t.pay_req("TF3", "0.00", &t.code(&buyer).await))
+        .await;
+    let Outcome::Failed(f) = out else {
+        panic!("{out:?}")
+    };
+    assert_eq!(f.sub_code.as_deref(), Some("isv.invalid-parameter"));
+}
+
+#[tokio::test]
+async fn a_paid_trade_cannot_be_closed() {
+    let t = TestApp::new().await;
+    let buyer = t.buyer(BuyerSpec::default()).await;
+    assert!(
+        t.call(&t.pay_req("CP", "5.00", &t.code(&buyer).await))
+            .await
+            .is_success()
+    );
+    // apis.md §2.6: only WAIT_BUYER_PAY may be closed.
+    let out = t
+        .call(&TradeClose {
+            trade: TradeRef::out_trade_no("CP"),
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(sub_code(&out), "ACQ.TRADE_STATUS_ERROR");
+    assert_eq!(t.status("CP").await, Some(TradeStatus::TradeSuccess));
+}
+
+#[tokio::test]
+async fn big_merchant_terminals_and_only_admitted_trades_count() {
+    let spec = AppSpec {
+        risk: Some(jianlian_sandbox::model::RiskRule {
+            stores_per_day_max: None,
+            terminals_per_day_max: Some(2),
+        }),
+        ..Default::default()
+    };
+    let t = TestApp::with_spec(spec).await;
+    let buyer = t.buyer(BuyerSpec::default()).await;
+    let poor = t
+        .buyer(BuyerSpec {
+            balance: Some(yuan("0.50")),
+            ..Default::default()
+        })
+        .await;
+    let at = |otn: &str, terminal: &str, code: &str| {
+        let mut req = t.pay_req(otn, "1.00", code);
+        req.order.terminal_id = Some(terminal.into());
+        req
+    };
+    // Refused requests from other terminals are not counted: a bad code, a
+    // buyer who cannot pay.
+    assert_eq!(
+        sub_code(&t.call(&at("R1", "T9", "1234")).await),
+        "ACQ.PAYMENT_AUTH_CODE_INVALID"
+    );
+    assert_eq!(
+        sub_code(&t.call(&at("R2", "T8", &t.code(&poor).await)).await),
+        "ACQ.BUYER_BALANCE_NOT_ENOUGH"
+    );
+    for (otn, terminal) in [("R3", "T1"), ("R4", "T2"), ("R5", "T1")] {
+        let out = t.call(&at(otn, terminal, &t.code(&buyer).await)).await;
+        assert!(out.is_success(), "{otn}: {out:?}");
+    }
+    let m = t.sandbox.merchant(&t.smid).await.unwrap();
+    assert_eq!(
+        m.seen_terminals.iter().collect::<Vec<_>>(),
+        vec!["T1", "T2"]
+    );
+    // R2.2: a third terminal in one day blocks the smid, then all its trades.
+    assert_eq!(
+        sub_code(&t.call(&at("R6", "T3", &t.code(&buyer).await)).await),
+        "ALI40793"
+    );
+    assert_eq!(
+        sub_code(&t.call(&at("R7", "T1", &t.code(&buyer).await)).await),
+        "ALI40793"
+    );
+    assert!(
+        t.sandbox
+            .merchant(&t.smid)
+            .await
+            .unwrap()
+            .risk_blocked
+            .unwrap()
+            .contains("3 distinct terminals")
+    );
+    // The next day counts afresh once unblocked.
+    t.sandbox.set_merchant_risk(&t.smid, false).await.unwrap();
+    t.advance(24 * 3600).await;
+    for (otn, terminal) in [("R8", "T4"), ("R9", "T5")] {
+        let out = t.call(&at(otn, terminal, &t.code(&buyer).await)).await;
+        assert!(out.is_success(), "{otn}: {out:?}");
+    }
+}
+
+#[tokio::test]
+async fn settlement_ids_and_the_cancel_mark() {
+    let t = TestApp::new().await;
+    let buyer = t.buyer(BuyerSpec::default()).await;
+    // apis.md §2.1, §2.4: institution-indirect trades carry a settlement_id.
+    let paid = t
+        .call(&t.pay_req("SI", "6.00", &t.code(&buyer).await))
+        .await
+        .success()
+        .unwrap();
+    let id = paid.settlement_id.clone().expect("settlement_id on pay");
+    assert_eq!(id.len(), 32);
+    let q = t.call(&query("SI")).await.success().unwrap();
+    assert_eq!(q.settlement_id.as_deref(), Some(id.as_str()));
+    assert_eq!(q.ext_infos, None);
+    // §2.5: a cancel that refunds carries refund_settlement_id; the trade's
+    // query then says it was cancelled, as in apis.md's ext_infos example.
+    let c = t.call(&cancel("SI")).await.success().unwrap();
+    let refund_id = c.refund_settlement_id.expect("refund_settlement_id");
+    assert_ne!(refund_id, id);
+    let q = t.call(&query("SI")).await.success().unwrap();
+    assert_eq!(q.ext_infos.as_deref(), Some(r#"{"action":"cancel"}"#));
+    assert_eq!(q.settlement_id.as_deref(), Some(id.as_str()));
+    // An unpaid trade has none; cancelled, it is marked the same way.
+    let slow = t
+        .buyer(BuyerSpec {
+            requires_password: Some(true),
+            ..Default::default()
+        })
+        .await;
+    let waiting = match t.call(&t.pay_req("SW", "6.00", &t.code(&slow).await)).await {
+        Outcome::InProgress(r) => r.body,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(waiting.settlement_id, None);
+    let c = t.call(&cancel("SW")).await.success().unwrap();
+    assert_eq!(c.action, Some(CancelAction::Close));
+    assert_eq!(c.refund_settlement_id, None);
+    let q = t.call(&query("SW")).await.success().unwrap();
+    assert_eq!(q.ext_infos.as_deref(), Some(r#"{"action":"cancel"}"#));
 }
