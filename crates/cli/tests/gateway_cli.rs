@@ -2,8 +2,9 @@
 //! any directory, exits 0 and leaves nothing behind; `jianlian serve` with no
 //! upstream embeds the sandbox, provisions a demo channel, and the official
 //! Node SDK pointed at it onboards, registers a store, pays, queries and
-//! refunds; the admin commands share its database; bad configuration stops
-//! the start with a message naming the key.
+//! refunds; the admin commands share its database (`merchant set-source`
+//! corrects Alipay first); bad configuration stops the start with a message
+//! naming the key.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader};
@@ -370,4 +371,167 @@ fn official_sdk_against_serve_with_the_embedded_sandbox() {
     // A second start reuses the provisioned channel and keys.
     let again = serve(&data);
     assert_eq!(again.value("demo channel:  app_id"), channel);
+}
+
+/// One HTTP request from a synchronous test: `(status, JSON body)`.
+fn http(method: &str, url: &str, body: Option<Value>) -> (u16, Value) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let client = reqwest::Client::new();
+        let mut req = client.request(reqwest::Method::from_bytes(method.as_bytes()).unwrap(), url);
+        if let Some(body) = body {
+            req = req
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.to_string());
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    })
+}
+
+/// `jianlian channel create` with a fresh key: `(app_id, its private key)`.
+/// `extra` goes before the data directory (e.g. `--config FILE`).
+fn new_channel(dir: &Path, data: &Path, extra: &[&str], pid: &str) -> (String, PrivateKey) {
+    let key = PrivateKey::generate_2048().unwrap();
+    let key_file = dir.join(format!("channel-{pid}.pem"));
+    std::fs::write(&key_file, key.public_key().to_pem()).unwrap();
+    let mut args = vec![
+        "channel",
+        "create",
+        "--name",
+        "渠道甲",
+        "--pid",
+        pid,
+        "--public-key",
+    ];
+    args.push(key_file.to_str().unwrap());
+    args.extend_from_slice(extra);
+    let created = json_of(&jianlian(&args, data));
+    (created["app_id"].as_str().unwrap().to_owned(), key)
+}
+
+/// `jianlian merchant create` (onboarded at Alipay) for a channel.
+fn new_merchant(
+    dir: &Path,
+    data: &Path,
+    extra: &[&str],
+    app_id: &str,
+    external_id: &str,
+    licence: &str,
+) -> Value {
+    let profile_file = dir.join(format!("profile-{external_id}.json"));
+    std::fs::write(
+        &profile_file,
+        json!({
+            "external_id": external_id, "name": format!("上海{external_id}餐饮有限公司"),
+            "alias_name": "命令行餐厅", "service_phone": "021-12345678",
+            "category_id": "2015050700000000", "business_license": licence,
+            "contact_info": [{"name": "张三", "type": "LEGAL_PERSON", "mobile": "13800138000"}],
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let mut args = vec!["merchant", "create", "--channel", app_id, "--profile"];
+    args.push(profile_file.to_str().unwrap());
+    args.extend_from_slice(extra);
+    json_of(&jianlian(&args, data))
+}
+
+/// R2.3 through the command line: `jianlian merchant set-source` sends the
+/// new `source` to Alipay (here the embedded sandbox of `serve`) and records
+/// it with its audit entry; when Alipay does not answer it records nothing
+/// and exits 1 with the report.
+#[test]
+fn merchant_set_source_corrects_alipay_then_the_registry() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let s = serve(&data);
+    let control = s.value("control API:");
+    let (app_id, _) = new_channel(dir.path(), &data, &[], "2088000000000101");
+    let merchant = new_merchant(
+        dir.path(),
+        &data,
+        &[],
+        &app_id,
+        "CLI-SRC-1",
+        "91310000000000031A",
+    );
+    let smid = merchant["smid"].as_str().unwrap().to_owned();
+    assert_eq!(merchant["source"], json!("2088000000000101"));
+    let alipay_source = || {
+        let (status, m) = http("GET", &format!("{control}/merchants/{smid}"), None);
+        assert_eq!(status, 200, "{m}");
+        m["profile"]["source"].clone()
+    };
+    assert_eq!(alipay_source(), json!("2088000000000101"));
+
+    let set = |to: &str| {
+        jianlian(
+            &[
+                "merchant",
+                "set-source",
+                "--to",
+                to,
+                "--actor",
+                "ops:li",
+                "--reason",
+                "rebate correction",
+                &smid,
+            ],
+            &data,
+        )
+    };
+    let report = json_of(&set("2088000000000777"));
+    assert_eq!(report["changed"], json!(1), "{report}");
+    assert_eq!(report["results"][0]["result"], json!("changed"));
+    assert_eq!(alipay_source(), json!("2088000000000777"), "Alipay has it");
+    let shown = json_of(&jianlian(&["merchant", "show", &smid], &data));
+    assert_eq!(shown["source"], json!("2088000000000777"));
+    assert_eq!(shown["source_history"][0]["actor"], json!("ops:li"));
+
+    // Alipay does not answer: nothing recorded, exit 1, the report says so.
+    let (status, fault) = http(
+        "POST",
+        &format!("{control}/faults"),
+        Some(json!({"action": "system_error", "method": "ant.merchant.expand.indirect.modify"})),
+    );
+    assert!(status < 300, "{fault}");
+    let out = set("2088000000000101");
+    assert_eq!(out.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["unknown"], json!(1), "{report}");
+    assert_eq!(alipay_source(), json!("2088000000000777"));
+    let shown = json_of(&jianlian(&["merchant", "show", &smid], &data));
+    assert_eq!(shown["source"], json!("2088000000000777"));
+    assert_eq!(shown["source_history"].as_array().unwrap().len(), 1);
+
+    // An unknown merchant changes nothing and is named.
+    let typo = jianlian(
+        &[
+            "merchant",
+            "set-source",
+            "--to",
+            "2088000000000101",
+            "--actor",
+            "ops:li",
+            "--reason",
+            "r",
+            "2088000000009999",
+        ],
+        &data,
+    );
+    assert!(!typo.status.success());
+    assert!(
+        String::from_utf8_lossy(&typo.stderr).contains("2088000000009999"),
+        "{}",
+        String::from_utf8_lossy(&typo.stderr)
+    );
 }
