@@ -223,6 +223,29 @@ fn invalid_configuration_names_the_key() {
         .unwrap();
     assert!(!typo.status.success());
     assert!(String::from_utf8_lossy(&typo.stderr).contains("JIANLIAN_WORKER_TICKMS"));
+    // A lease that an upstream call can outlast: serve and the admin
+    // commands refuse it alike, naming the keys.
+    std::fs::write(
+        &config,
+        "[upstream]\nread_timeout_ms = 20000\n[worker]\nlease_ms = 15000\n",
+    )
+    .unwrap();
+    for args in [&["ledger", "check"][..], &["merchant", "list"], &["serve"]] {
+        let out = Command::new(BIN)
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("worker.lease_ms") && err.contains("upstream.read_timeout_ms"),
+            "{args:?}: {err}"
+        );
+    }
 }
 
 struct Serving {
