@@ -1395,6 +1395,34 @@ async fn the_sweeper_finds_and_redrives_overdue_trades(db: Db) {
         .await
         .unwrap();
     assert_eq!(jobs.len(), 1);
+    // A step job alive and on schedule is left alone: running, or queued to
+    // retry shortly. One queued far behind the plan is pulled forward.
+    assert!(
+        !store.requeue_trade_step(lost.id, at(3_601)).await.unwrap(),
+        "running"
+    );
+    store
+        .fail(&jobs[0], "down", at(3_601), at(3_610))
+        .await
+        .unwrap();
+    assert!(
+        !store.requeue_trade_step(lost.id, at(3_602)).await.unwrap(),
+        "retrying soon"
+    );
+    let job = store
+        .claim("w", at(3_610), SignedDuration::from_secs(10), 10)
+        .await
+        .unwrap()
+        .remove(0);
+    store
+        .fail(&job, "down", at(3_610), at(9_000))
+        .await
+        .unwrap();
+    assert!(
+        store.requeue_trade_step(lost.id, at(3_611)).await.unwrap(),
+        "far behind its plan"
+    );
+    assert!(store.job_by_key(&key).await.unwrap().unwrap().run_at <= at(3_611));
     // A resolved trade is not overdue and needs no step.
     let (failed, _) = store
         .apply_observation(
