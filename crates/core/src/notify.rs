@@ -2,8 +2,8 @@
 //! each delivery is due, and which notify URLs may be called at all.
 //!
 //! An [`OutboxMessage`] is written in the same transaction as the trade
-//! change it reports. Its fields are Alipay's `trade_status_sync` fields,
-//! unsigned: the gateway adds `notify_time`, `charset`, `sign_type` and
+//! change (or the refund, [`RefundNotice`]) it reports. Its fields are
+//! Alipay's `trade_status_sync` fields, unsigned: the gateway adds `notify_time`, `charset`, `sign_type` and
 //! `sign` when it sends (so a rotated gateway key signs retries too). The
 //! first delivery is immediate; after failure number *n* the next waits the
 //! *n*-th gap of the [`RetrySchedule`] (Alipay's 4m, 10m, 10m, 1h, 2h, 6h,
@@ -20,12 +20,13 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use jianlian_alipay::Fen;
 use jianlian_alipay::api::trade::{NotifyFundBill, TradeStatus};
-use jianlian_alipay::time::format_beijing;
+use jianlian_alipay::time::{format_beijing, format_beijing_millis};
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{AppId, TradeId};
+use crate::ids::{AppId, RefundId, RefundRequestNo, TradeId};
 use crate::trade::Trade;
 
 /// The gaps between delivery attempts; the first attempt is immediate.
@@ -226,6 +227,36 @@ pub fn notification_fields(
         );
     }
     fields
+}
+
+/// A refund to tell the channel about, as Alipay tells the acquirer
+/// (apis.md §2.7): the trade's `trade_status_sync` fields (still
+/// `TRADE_SUCCESS` after a partial refund, `TRADE_CLOSED` after the last
+/// one) plus `refund_fee` (everything refunded on the trade so far),
+/// `gmt_refund` and `out_biz_no` (the refund's `out_request_no`). Every
+/// refund is its own notification, so the channel learns of each.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefundNotice {
+    pub refund: RefundId,
+    pub out_request_no: RefundRequestNo,
+    /// Refunded on the trade so far, this refund included.
+    pub refund_fee: Fen,
+    pub refunded_at: Timestamp,
+}
+
+impl RefundNotice {
+    /// What identifies the notification among the trade's (the outbox
+    /// keeps one per key): one per refund.
+    pub fn key(&self) -> String {
+        format!("refund:{}", self.refund)
+    }
+
+    /// Adds the refund's fields to a trade's notification fields.
+    pub fn add_fields(&self, fields: &mut Vec<(String, String)>) {
+        fields.push(("refund_fee".into(), self.refund_fee.to_yuan()));
+        fields.push(("gmt_refund".into(), format_beijing_millis(self.refunded_at)));
+        fields.push(("out_biz_no".into(), self.out_request_no.to_string()));
+    }
 }
 
 /// Which addresses a notify URL may point at.

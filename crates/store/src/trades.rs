@@ -13,6 +13,7 @@ use jianlian_core::closed_loop::{self, plan};
 use jianlian_core::fees::FeePolicy;
 use jianlian_core::ids::{AppId, ChannelOrderNo, TradeId, UpstreamOrderNo};
 use jianlian_core::merchant::OnboardingState;
+use jianlian_core::notify::RefundNotice;
 use jianlian_core::trade::{Applied, Observation, Trade, TradeIntent};
 use jiff::{SignedDuration, Timestamp};
 use serde_json::json;
@@ -357,7 +358,7 @@ impl Store {
         for _ in 0..CAS_ATTEMPTS_MAX {
             let mut tx = self.begin_write().await?;
             let trade = self.lock_trade_in(&mut tx, id).await?;
-            match apply_in(&mut tx, &self.policy, &trade, observation, now).await? {
+            match apply_in(&mut tx, &self.policy, &trade, observation, now, None).await? {
                 Write::NoOp => {
                     tx.rollback().await?;
                     return Ok((trade, false));
@@ -367,7 +368,7 @@ impl Store {
                     tx.rollback().await?;
                     continue;
                 }
-                Write::Changed(trade) => {
+                Write::Changed { trade, .. } => {
                     tx.commit().await?;
                     return Ok((*trade, true));
                 }
@@ -414,17 +415,24 @@ pub(crate) enum Write {
     NoOp,
     /// The row moved on since it was read.
     Stale,
-    Changed(Box<Trade>),
+    Changed {
+        trade: Box<Trade>,
+        /// Whether a notification to the channel was queued with it.
+        notified: bool,
+    },
 }
 
 /// Runs the core transition on `trade` (read in this transaction) and writes
-/// the change with its journals, outbox row and next step job.
+/// the change with its journals, outbox row and next step job. `refund` is
+/// the refund that caused the change (the last one, closing the trade): its
+/// fields go into the notification, as in Alipay's.
 pub(crate) async fn apply_in(
     conn: &mut AnyConnection,
     policy: &jianlian_core::closed_loop::LoopPolicy,
     trade: &Trade,
     observation: &Observation,
     now: Timestamp,
+    refund: Option<&RefundNotice>,
 ) -> Result<Write, StoreError> {
     let fees = merchant_fees_in(&mut *conn, trade).await?;
     let change = match jianlian_core::trade::apply_observation(trade, observation, now, fees)? {
@@ -437,13 +445,19 @@ pub(crate) async fn apply_in(
     for journal in &change.journals {
         crate::ledger::insert_journal_in(&mut *conn, journal).await?;
     }
+    let mut notified = false;
     if let Some(notice) = change.notice {
-        crate::outbox::insert_in(&mut *conn, &change.trade, notice.status, now).await?;
+        notified = crate::outbox::insert_in(&mut *conn, &change.trade, notice.status, refund, now)
+            .await?
+            .is_some();
     }
     if let Some(next) = plan(&change.trade, policy) {
         enqueue_in(&mut *conn, &step_job(&change.trade, next.due_at)).await?;
     }
-    Ok(Write::Changed(Box::new(change.trade)))
+    Ok(Write::Changed {
+        trade: Box::new(change.trade),
+        notified,
+    })
 }
 
 /// R2.2 and R3.2, enforced where the intent is written: the smid is the
