@@ -364,7 +364,9 @@ impl Config {
     }
 
     /// Checks every value that needs no file, and how the timings relate
-    /// (see [`check_timing`]), without requiring `[upstream]`. The admin
+    /// (a job lease outlasts the calls it covers, a trade intent is not
+    /// stale while its pay call may still be answered), without requiring
+    /// `[upstream]`. The admin
     /// commands call it, so a configuration `serve` would refuse is refused
     /// by them too; [`Config::resolve`] starts with it.
     pub fn check(&self) -> Result<(), ConfigError> {

@@ -34,7 +34,7 @@ const STEP_JOB_ATTEMPTS_MAX: u32 = 20;
 
 /// How late a queued step job may run after its planned time and still count
 /// as on schedule: a job whose attempt failed is retried some seconds later.
-pub const STEP_JOB_SLACK: SignedDuration = SignedDuration::from_secs(60);
+const STEP_JOB_SLACK: SignedDuration = SignedDuration::from_secs(60);
 
 /// Whether a trade's step job will run its step without the sweeper: it is
 /// running now (its lease has not expired), or it is queued with attempts
@@ -316,7 +316,7 @@ impl Store {
     /// queued (reviving it if it died), due at `now` at the latest. Returns
     /// whether it had to: a trade that needs nothing, or whose step job is
     /// alive and on schedule (running now, or queued with attempts left and
-    /// due within [`STEP_JOB_SLACK`] of the planned step, such as a cancel
+    /// due within `STEP_JOB_SLACK` (a minute) of the planned step, such as a cancel
     /// backing off while Alipay is down), is left alone, so an overdue trade
     /// that is being worked on is not re-queued at every sweep.
     pub async fn requeue_trade_step(
