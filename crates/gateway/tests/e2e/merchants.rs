@@ -408,17 +408,13 @@ async fn bulk_source_correction_reaches_alipay_first(db: Db) {
     );
 
     // Alipay does not answer: nothing is recorded, and running it again later works.
-    w.sandbox
-        .add_fault(jianlian_sandbox::FaultRule {
-            id: 0,
-            method: Some("ant.merchant.expand.indirect.modify".into()),
-            out_trade_no: None,
-            amount: None,
-            action: jianlian_sandbox::FaultAction::SystemError { apply: false },
-            times: None,
-        })
-        .await
-        .unwrap();
+    w.fault(
+        "ant.merchant.expand.indirect.modify",
+        None,
+        jianlian_sandbox::FaultAction::SystemError { apply: false },
+        None,
+    )
+    .await;
     let back = Pid::parse(old).unwrap();
     let rows = w.rows().await;
     let results = set_source(svc, &[a.clone(), b.clone()], &back, "ops:bob", "undo")

@@ -362,17 +362,13 @@ async fn every_refund_is_notified_to_the_channel(db: Db) {
     // Alipay's answer is lost; the refund query confirms it, and the
     // channel is told then.
     assert!(w.pay(&w.channel, &smid, "N2", "50.00").await.is_success());
-    w.sandbox
-        .add_fault(jianlian_sandbox::FaultRule {
-            id: 0,
-            method: Some("alipay.trade.refund".into()),
-            out_trade_no: None,
-            amount: Some(yuan("10.00")),
-            action: jianlian_sandbox::FaultAction::Unknown { apply: true },
-            times: Some(1),
-        })
-        .await
-        .unwrap();
+    w.fault(
+        "alipay.trade.refund",
+        Some("10.00"),
+        jianlian_sandbox::FaultAction::Unknown { apply: true },
+        Some(1),
+    )
+    .await;
     let lost = w.channel.call(&refund("N2", "10.00", "N2-R1")).await;
     assert!(!lost.is_success(), "{lost:?}");
     w.settle().await;

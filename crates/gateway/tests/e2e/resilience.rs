@@ -234,17 +234,13 @@ e2e!(two_gateways_run_each_step_once, pg);
 async fn sweeper_leaves_a_backing_off_loop_alone(db: Db) {
     let w = World::new(db).await;
     let smid = w.onboard(&w.channel, "M1", "91310000000000001A").await;
-    w.sandbox
-        .add_fault(jianlian_sandbox::FaultRule {
-            id: 0,
-            method: Some("alipay.trade.cancel".into()),
-            out_trade_no: None,
-            amount: None,
-            action: jianlian_sandbox::FaultAction::SystemError { apply: false },
-            times: None,
-        })
-        .await
-        .unwrap();
+    w.fault(
+        "alipay.trade.cancel",
+        None,
+        jianlian_sandbox::FaultAction::SystemError { apply: false },
+        None,
+    )
+    .await;
     let out = w.pay(&w.channel, &smid, "B1", "1000.00").await;
     assert!(matches!(out, Outcome::InProgress(_)), "{out:?}");
     let store = &w.gateway.service().store;
