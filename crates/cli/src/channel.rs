@@ -9,7 +9,6 @@ use anyhow::Context as _;
 use jianlian_alipay::{Clock as _, SystemClock};
 use jianlian_core::ids::{AppId, Pid};
 use jianlian_gateway::ops::{self, NewChannel};
-use serde_json::json;
 
 use crate::gateway_args::{GatewayArgs, print_json};
 
@@ -79,10 +78,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 notify_hosts,
             };
             let channel = ops::create_channel(&store, new, SystemClock.now()).await?;
-            print_json(&json!({
-                "app_id": channel.app_id.as_str(),
-                "gateway_public_key": gateway_key.public_key().to_base64(),
-            }))?;
+            print_json(&ops::channel_created_json(
+                &channel,
+                &gateway_key.public_key().to_base64(),
+            ))?;
         }
         Command::List => {
             let channels = store.channels().await?;

@@ -34,7 +34,7 @@ use jianlian_alipay::{
 use jianlian_core::closed_loop::LoopPolicy;
 use jianlian_core::fees::FeePolicy;
 use jianlian_core::ids::{AppId, Pid};
-use jianlian_core::ledger::Account;
+use jianlian_core::ledger::{Account, TrialBalance};
 use jianlian_core::notify::{AddressPolicy, OutboxStatus, RetrySchedule};
 use jianlian_gateway::config::{Settings, UpstreamSettings, WorkerSettings};
 use jianlian_gateway::ops::{self, NewChannel};
@@ -43,6 +43,7 @@ use jianlian_sandbox::model::LedgerKind;
 use jianlian_sandbox::{
     AppSpec, BuyerSpec, FaultAction, FaultRule, Sandbox, SandboxConfig, SandboxHandle,
 };
+use jianlian_store::StoreError;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -613,14 +614,12 @@ async fn summary(day: &Day) -> anyhow::Result<bool> {
         ok &= good;
     };
     say("  books (yuan)");
-    let balance = match store.ledger_check().await {
-        Ok(b) => Some(b),
-        Err(e) => {
-            check(false, format!("the ledger: {e}"));
-            None
-        }
-    };
-    if let Some(b) = &balance {
+    // The ledger check itself (core::ledger::check over every journal read
+    // back): each journal balances, none is booked twice, the trial balance
+    // is zero. Its verdict is the invariant printed below.
+    let ledger = store.ledger_check().await;
+    let balance = ledger.as_ref().ok();
+    if let Some(b) = balance {
         let fees = b
             .balance(&Account::FeeIncome)
             .checked_neg()
@@ -667,15 +666,8 @@ async fn summary(day: &Day) -> anyhow::Result<bool> {
         day.delivered.load(Ordering::SeqCst)
     ));
     say("\nInvariants");
-    if let Some(b) = &balance {
-        check(
-            true,
-            format!(
-                "every journal balances and the trial balance is zero ({} journals)",
-                b.journals
-            ),
-        );
-    }
+    let (good, what) = ledger_invariant(&ledger);
+    check(good, what);
     let open = store.unresolved_trades(100).await?;
     check(
         open.is_empty(),
@@ -692,17 +684,15 @@ async fn summary(day: &Day) -> anyhow::Result<bool> {
             _ => alipay,
         };
     }
-    if let Some(b) = &balance {
-        let ours = b.balance(&Account::AlipayClearing);
-        check(
-            ours == alipay,
-            format!(
-                "the gateway's books agree with Alipay's ledger (charges − refunds = {}, books {})",
-                alipay.to_yuan(),
-                ours.to_yuan()
-            ),
-        );
-    }
+    let ours = balance.map(|b| b.balance(&Account::AlipayClearing));
+    check(
+        ours == Some(alipay),
+        format!(
+            "the gateway's books agree with Alipay's ledger (charges − refunds = {}, books {})",
+            alipay.to_yuan(),
+            ours.map_or_else(|| "unreadable".to_owned(), Fen::to_yuan)
+        ),
+    );
     check(
         pending == 0 && dead == 0 && delivered > 0,
         format!("every notification to the channel was delivered ({delivered})"),
@@ -719,4 +709,39 @@ async fn summary(day: &Day) -> anyhow::Result<bool> {
         format!("the day's outcomes are as scripted ({got:?})"),
     );
     Ok(ok)
+}
+
+/// The ledger invariant's line: the verdict of the ledger check, and what it
+/// found when the books do not balance.
+fn ledger_invariant(ledger: &Result<TrialBalance, StoreError>) -> (bool, String) {
+    const WHAT: &str = "every journal balances and the trial balance is zero";
+    match ledger {
+        Ok(b) => (true, format!("{WHAT} ({} journals)", b.journals)),
+        Err(e) => (false, format!("{WHAT}: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jianlian_core::ledger::LedgerError;
+
+    #[test]
+    fn the_ledger_line_is_the_checks_verdict() {
+        let balanced = TrialBalance {
+            journals: 3,
+            ..TrialBalance::default()
+        };
+        assert_eq!(
+            ledger_invariant(&Ok(balanced)),
+            (
+                true,
+                "every journal balances and the trial balance is zero (3 journals)".to_owned()
+            )
+        );
+        let broken = Err(StoreError::Ledger(LedgerError::TrialBalance(Fen::new(1))));
+        let (good, what) = ledger_invariant(&broken);
+        assert!(!good);
+        assert!(what.contains("the trial balance is 0.01"), "{what}");
+    }
 }

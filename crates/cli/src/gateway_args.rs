@@ -26,7 +26,9 @@ pub struct GatewayArgs {
 }
 
 impl GatewayArgs {
-    /// The configuration: file, environment, then these flags.
+    /// The configuration: file, environment, then these flags, checked the
+    /// way `serve` checks it (every value and how the timings relate), so an
+    /// admin command never works on a configuration the gateway would refuse.
     pub fn load(&self) -> anyhow::Result<Config> {
         let mut config = Config::load(self.config.as_deref())?;
         if let Some(dir) = &self.data_dir {
@@ -41,6 +43,7 @@ impl GatewayArgs {
                 config.upstream = Some(read_upstream(&embedded)?);
             }
         }
+        config.check()?;
         Ok(config)
     }
 

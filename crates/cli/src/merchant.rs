@@ -1,7 +1,8 @@
 //! `jianlian merchant …`: the merchant registry Alipay lacks (R2.1): onboard a
 //! merchant as the bank (or for a channel), list and search, show one with its
-//! stores, terminals and `source` history, correct `source` in bulk with an
-//! audit trail (R2.3), set fee rates.
+//! stores, terminals and `source` history, correct `source` in bulk (sent to
+//! Alipay, then recorded with an audit trail, R2.3), set fee rates. The work
+//! itself is in `jianlian_gateway::ops`, shared with the admin API.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,12 +10,10 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use jianlian_alipay::api::merchant::MerchantProfile;
-use jianlian_alipay::{Clock as _, Rate, SystemClock};
-use jianlian_core::fees::FeePolicy;
+use jianlian_alipay::{Clock as _, SystemClock};
 use jianlian_core::ids::{AppId, Pid};
 use jianlian_gateway::Service;
 use jianlian_gateway::ops::{self, AdminMerchant};
-use serde_json::json;
 
 use crate::gateway_args::{GatewayArgs, print_json};
 
@@ -60,7 +59,9 @@ enum Command {
     },
     /// One merchant (by smid or number) with stores, terminals and source history.
     Show { merchant: String },
-    /// Correct `source` on many merchants at once, audited (R2.3).
+    /// Correct `source` on many merchants at once (R2.3): sent to Alipay for
+    /// each, recorded and audited where Alipay accepted it; exits 1 unless
+    /// every merchant now has the new source.
     SetSource {
         /// The new source PID.
         #[arg(long)]
@@ -84,6 +85,14 @@ enum Command {
     },
 }
 
+/// The gateway's service, for commands that call Alipay.
+async fn service(gateway: &GatewayArgs) -> anyhow::Result<Arc<Service>> {
+    let config = gateway.load()?;
+    config.ensure_gateway_key()?;
+    let settings = config.resolve()?;
+    Ok(Service::start(settings, Arc::new(SystemClock)).await?)
+}
+
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let now = SystemClock.now();
     match args.command {
@@ -97,20 +106,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("reading {}", profile.display()))?;
             let profile: MerchantProfile = jianlian_alipay::api::parse_biz(&text)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", profile.display()))?;
-            let config = args.gateway.load()?;
-            config.ensure_gateway_key()?;
-            let settings = config.resolve()?;
-            let fees = match fee_rate {
-                None => None,
-                Some(rate) => Some(FeePolicy {
-                    rate: Rate::parse(&rate).context("--fee-rate")?,
-                    credit_rate: credit_fee_rate
-                        .map(|r| Rate::parse(&r))
-                        .transpose()
-                        .context("--credit-fee-rate")?,
-                }),
-            };
-            let svc = Service::start(settings, Arc::new(SystemClock)).await?;
+            let fees = ops::parse_fees(fee_rate.as_deref(), credit_fee_rate.as_deref())?;
+            let svc = service(&args.gateway).await?;
             let merchant = ops::onboard_merchant(
                 &svc,
                 AdminMerchant {
@@ -139,32 +136,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         Command::Show { merchant } => {
             let store = args.gateway.store().await?;
-            let m = ops::find_merchant(&store, &merchant).await?;
-            let stores = store.stores(m.id).await?;
-            let terminals = store.terminals(m.id).await?;
-            let history = store.source_changes(m.id).await?;
-            let mut view = ops::merchant_json(&m);
-            view["profile"] = serde_json::to_value(&m.profile)?;
-            view["stores"] = stores
-                .iter()
-                .map(|s| {
-                    json!({
-                        "store_id": s.code.as_str(),
-                        "name": s.name,
-                        "terminal_ids": terminals.iter().filter(|t| t.store == s.code).map(|t| t.id.as_str()).collect::<Vec<_>>(),
-                    })
-                })
-                .collect();
-            view["source_history"] = history
-                .iter()
-                .map(|c| {
-                    json!({
-                        "from": c.from.as_str(), "to": c.to.as_str(), "actor": c.actor,
-                        "reason": c.reason, "at": c.at.to_string(),
-                    })
-                })
-                .collect();
-            print_json(&view)?;
+            print_json(&ops::merchant_detail_json(&store, &merchant).await?)?;
         }
         Command::SetSource {
             to,
@@ -172,15 +144,15 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             reason,
             merchants,
         } => {
-            let store = args.gateway.store().await?;
             let to = Pid::parse(&to).context("--to")?;
-            let changes = ops::set_source(&store, &merchants, &to, &actor, &reason, now).await?;
-            print_json(&json!({
-                "changed": changes.iter().map(|c| json!({
-                    "merchant": c.merchant.get(), "from": c.from.as_str(), "to": c.to.as_str(),
-                })).collect::<Vec<_>>(),
-                "unchanged": merchants.len() - changes.len(),
-            }))?;
+            let svc = service(&args.gateway).await?;
+            let results = ops::set_source(&svc, &merchants, &to, &actor, &reason).await?;
+            print_json(&ops::source_report_json(&results))?;
+            if !ops::source_correction_complete(&results) {
+                // The report names the merchants Alipay refused or did not
+                // answer for; a script must not take the run for complete.
+                return Ok(ExitCode::FAILURE);
+            }
         }
         Command::SetFees {
             merchant,

@@ -5,7 +5,6 @@ use std::process::ExitCode;
 
 use jianlian_alipay::{Clock as _, SystemClock};
 use jianlian_gateway::ops;
-use serde_json::json;
 
 use crate::gateway_args::{GatewayArgs, print_json};
 
@@ -43,7 +42,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         terminals,
     } = args.command;
     let store = args.gateway.store().await?;
-    let (code, terminals) = ops::create_store(
+    let created = ops::create_store(
         &store,
         &merchant,
         &store_id,
@@ -52,11 +51,6 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         SystemClock.now(),
     )
     .await?;
-    print_json(&json!({
-        "merchant": merchant,
-        "store_id": code.as_str(),
-        "name": name,
-        "terminal_ids": terminals.iter().map(|t| t.as_str()).collect::<Vec<_>>(),
-    }))?;
+    print_json(&ops::store_json(&created))?;
     Ok(ExitCode::SUCCESS)
 }

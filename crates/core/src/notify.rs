@@ -2,8 +2,8 @@
 //! each delivery is due, and which notify URLs may be called at all.
 //!
 //! An [`OutboxMessage`] is written in the same transaction as the trade
-//! change it reports. Its fields are Alipay's `trade_status_sync` fields,
-//! unsigned: the gateway adds `notify_time`, `charset`, `sign_type` and
+//! change (or the refund, [`RefundNotice`]) it reports. Its fields are
+//! Alipay's `trade_status_sync` fields, unsigned: the gateway adds `notify_time`, `charset`, `sign_type` and
 //! `sign` when it sends (so a rotated gateway key signs retries too). The
 //! first delivery is immediate; after failure number *n* the next waits the
 //! *n*-th gap of the [`RetrySchedule`] (Alipay's 4m, 10m, 10m, 1h, 2h, 6h,
@@ -11,19 +11,22 @@
 //! which an operator may replay.
 //!
 //! [`check_notify_url`] refuses URLs that would make the gateway call into
-//! its own network (loopback, link-local, private, unspecified, multicast)
-//! unless the configuration allows it, and hosts outside the channel's list.
+//! its own network (loopback, link-local, private, unspecified, multicast,
+//! and IPv6 forms that carry such an IPv4 address: mapped, compatible,
+//! NAT64, 6to4) unless the configuration allows it, and hosts outside the
+//! channel's list.
 //! Host names are checked again after resolution with [`check_ip`], since a
 //! public name may resolve to a private address.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use jianlian_alipay::Fen;
 use jianlian_alipay::api::trade::{NotifyFundBill, TradeStatus};
-use jianlian_alipay::time::format_beijing;
+use jianlian_alipay::time::{format_beijing, format_beijing_millis};
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{AppId, TradeId};
+use crate::ids::{AppId, RefundId, RefundRequestNo, TradeId};
 use crate::trade::Trade;
 
 /// The gaps between delivery attempts; the first attempt is immediate.
@@ -227,6 +230,36 @@ pub fn notification_fields(
     fields
 }
 
+/// A refund to tell the channel about, as Alipay tells the acquirer
+/// (apis.md §2.7): the trade's `trade_status_sync` fields (still
+/// `TRADE_SUCCESS` after a partial refund, `TRADE_CLOSED` after the last
+/// one) plus `refund_fee` (everything refunded on the trade so far),
+/// `gmt_refund` and `out_biz_no` (the refund's `out_request_no`). Every
+/// refund is its own notification, so the channel learns of each.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefundNotice {
+    pub refund: RefundId,
+    pub out_request_no: RefundRequestNo,
+    /// Refunded on the trade so far, this refund included.
+    pub refund_fee: Fen,
+    pub refunded_at: Timestamp,
+}
+
+impl RefundNotice {
+    /// What identifies the notification among the trade's (the outbox
+    /// keeps one per key): one per refund.
+    pub fn key(&self) -> String {
+        format!("refund:{}", self.refund)
+    }
+
+    /// Adds the refund's fields to a trade's notification fields.
+    pub fn add_fields(&self, fields: &mut Vec<(String, String)>) {
+        fields.push(("refund_fee".into(), self.refund_fee.to_yuan()));
+        fields.push(("gmt_refund".into(), format_beijing_millis(self.refunded_at)));
+        fields.push(("out_biz_no".into(), self.out_request_no.to_string()));
+    }
+}
+
 /// Which addresses a notify URL may point at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct AddressPolicy {
@@ -350,15 +383,16 @@ fn host_matches(allowed: &str, host: &str) -> bool {
 }
 
 /// Checks one address (a literal in the URL, or what a host name resolved to).
+/// An IPv6 address that carries an IPv4 one (see [`embedded_v4`]) is judged
+/// by the IPv4 address, since that is where the packets end up.
 pub fn check_ip(ip: IpAddr, policy: AddressPolicy) -> Result<(), NotifyUrlError> {
-    let ip = match ip {
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6(v6),
+    let (ip, text) = match ip {
+        IpAddr::V6(v6) => match embedded_v4(v6) {
+            Some(v4) => (IpAddr::V4(v4), format!("{v6} (carrying {v4})")),
+            None => (ip, ip.to_string()),
         },
-        v4 => v4,
+        v4 => (v4, v4.to_string()),
     };
-    let text = ip.to_string();
     if ip.is_loopback() {
         return if policy.allow_loopback {
             Ok(())
@@ -376,6 +410,26 @@ pub fn check_ip(ip: IpAddr, policy: AddressPolicy) -> Result<(), NotifyUrlError>
     Ok(())
 }
 
+/// The IPv4 address an IPv6 address routes to, for the forms that embed
+/// one: IPv4-mapped `::ffff:a.b.c.d`, IPv4-compatible `::a.b.c.d`
+/// (deprecated, RFC 4291), the NAT64 well-known prefix `64:ff9b::/96`
+/// (RFC 6052) and 6to4 `2002:aabb:ccdd::/48` (RFC 3056). Without this,
+/// `[64:ff9b::a9fe:a9fe]` would reach 169.254.169.254 past the policy.
+pub fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
+    if let Some(v4) = ip.to_ipv4_mapped() {
+        return Some(v4);
+    }
+    let s = ip.segments();
+    let v4 = |hi: u16, lo: u16| Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo));
+    match s {
+        [0x64, 0xff9b, 0, 0, 0, 0, hi, lo] => Some(v4(hi, lo)),
+        [0x2002, hi, lo, ..] => Some(v4(hi, lo)),
+        // `::` and `::1` are IPv6's own unspecified and loopback addresses.
+        [0, 0, 0, 0, 0, 0, hi, lo] if !ip.is_unspecified() && !ip.is_loopback() => Some(v4(hi, lo)),
+        _ => None,
+    }
+}
+
 fn is_internal_v4(ip: Ipv4Addr) -> bool {
     let [a, b, ..] = ip.octets();
     ip.is_private()
@@ -390,11 +444,12 @@ fn is_internal_v4(ip: Ipv4Addr) -> bool {
 }
 
 fn is_internal_v6(ip: Ipv6Addr) -> bool {
-    let first = ip.segments()[0];
+    let [first, second, third, ..] = ip.segments();
     ip.is_unspecified()
         || ip.is_multicast()
         || (first & 0xfe00) == 0xfc00 // unique local fc00::/7
         || (first & 0xffc0) == 0xfe80 // link-local fe80::/10
+        || (first, second, third) == (0x64, 0xff9b, 1) // local-use NAT64 64:ff9b:1::/48 (RFC 8215)
 }
 
 #[cfg(test)]
@@ -517,6 +572,61 @@ mod tests {
         assert!(check_notify_url("http://127.0.0.1:3000/n", &[], loopback_ok).is_ok());
         assert!(check_notify_url("http://10.0.0.5/n", &[], loopback_ok).is_err());
         assert!(check_notify_url("https://pay.example.com/n", &[], strict).is_ok());
+    }
+
+    #[test]
+    fn ipv6_forms_carrying_an_internal_ipv4_address_are_refused() {
+        let strict = AddressPolicy::default();
+        let check = |text: &str| check_ip(text.parse().unwrap(), strict);
+        for (ip, carries) in [
+            ("64:ff9b::a00:1", "10.0.0.1"),            // NAT64 (RFC 6052)
+            ("64:ff9b::a9fe:a9fe", "169.254.169.254"), // NAT64 to the metadata service
+            ("2002:c0a8:101::1", "192.168.1.1"),       // 6to4 (RFC 3056)
+            ("2002:a00:1:1::5", "10.0.0.1"),
+            ("::a00:1", "10.0.0.1"), // IPv4-compatible (RFC 4291, deprecated)
+            ("::ffff:a00:1", "10.0.0.1"),
+        ] {
+            match check(ip) {
+                Err(NotifyUrlError::Private(text)) => {
+                    assert!(text.contains(carries), "{ip}: {text}")
+                }
+                other => panic!("{ip}: {other:?}"),
+            }
+        }
+        for ip in ["64:ff9b::7f00:1", "2002:7f00:1::1", "::7f00:1", "::1"] {
+            assert!(
+                matches!(check(ip), Err(NotifyUrlError::Loopback(_))),
+                "{ip}: {:?}",
+                check(ip)
+            );
+        }
+        assert!(
+            matches!(check("64:ff9b:1::a00:1"), Err(NotifyUrlError::Private(_))),
+            "local-use NAT64"
+        );
+        assert!(matches!(check("::"), Err(NotifyUrlError::Private(_))));
+        // Public IPv4 behind the same forms, and ordinary IPv6, pass.
+        for ip in [
+            "64:ff9b::808:808",
+            "2002:808:808::1",
+            "::808:808",
+            "2001:4860:4860::8888",
+        ] {
+            assert_eq!(check(ip), Ok(()), "{ip}");
+        }
+        assert!(matches!(
+            check_notify_url("http://[64:ff9b::a00:1]:8080/n", &[], strict),
+            Err(NotifyUrlError::Private(_))
+        ));
+        let loopback_ok = AddressPolicy {
+            allow_loopback: true,
+            allow_private: false,
+        };
+        assert_eq!(
+            check_ip("2002:7f00:1::1".parse().unwrap(), loopback_ok),
+            Ok(())
+        );
+        assert!(check_ip("2002:a00:1::1".parse().unwrap(), loopback_ok).is_err());
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //!
 //! Routes: `/gateway.do` (the channel API), `/notify/alipay` (Alipay's
 //! notifications), `/healthz`, `/metrics`, and `/admin/…` (JSON, bearer
-//! token; off unless `admin.token_file` is configured).
+//! token; off unless `admin.token_file` is configured). The admin routes are
+//! thin: each parses its request and calls the same `ops` function as the
+//! matching `jianlian` command, so the two cannot drift apart.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,15 +15,18 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use jianlian_alipay::Clock;
-use jianlian_core::ids::{AppId, ChannelOrderNo};
+use jianlian_alipay::api::merchant::MerchantProfile;
+use jianlian_core::ids::{AppId, ChannelOrderNo, Pid};
 use jianlian_core::merchant::OnboardingState;
 use jianlian_store::{MerchantFilter, StoreError};
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -42,8 +47,21 @@ pub fn router(svc: Arc<Service>) -> Router {
         .route("/notify/alipay", post(notify_in::handle))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
-        .route("/admin/channels", get(admin_channels))
-        .route("/admin/merchants", get(admin_merchants))
+        .route(
+            "/admin/channels",
+            get(admin_channels).post(admin_create_channel),
+        )
+        .route(
+            "/admin/merchants",
+            get(admin_merchants).post(admin_create_merchant),
+        )
+        .route("/admin/merchants/set-source", post(admin_set_source))
+        .route("/admin/merchants/{merchant}", get(admin_merchant))
+        .route(
+            "/admin/merchants/{merchant}/stores",
+            post(admin_create_store),
+        )
+        .route("/admin/merchants/{merchant}/fees", put(admin_set_fees))
         .route("/admin/trades/{app_id}/{out_trade_no}", get(admin_trade))
         .route("/admin/dead-letters", get(admin_dead_letters))
         .route("/admin/dead-letters/{id}/replay", post(admin_replay))
@@ -108,6 +126,173 @@ async fn admin_channels(
     )))
 }
 
+/// Reads a JSON request body into `T`, naming what is wrong with it.
+fn json_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, Error> {
+    serde_json::from_slice(body).map_err(|e| Error::Invalid(format!("the request body: {e}")))
+}
+
+/// `POST /admin/channels`: as `jianlian channel create`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChannelCreate {
+    name: String,
+    pid: String,
+    /// PEM or bare base64 (SPKI or PKCS#1).
+    public_key: String,
+    parent: Option<String>,
+    #[serde(default)]
+    notify_hosts: Vec<String>,
+}
+
+async fn admin_create_channel(
+    State(svc): State<Arc<Service>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), Error> {
+    authorize(&svc, &headers)?;
+    let req: ChannelCreate = json_body(&body)?;
+    let new = ops::NewChannel {
+        name: req.name,
+        pid: Pid::parse(&req.pid).map_err(|e| Error::Invalid(format!("pid: {e}")))?,
+        public_key: req.public_key,
+        parent: req
+            .parent
+            .map(|p| AppId::parse(&p))
+            .transpose()
+            .map_err(|e| Error::Invalid(format!("parent: {e}")))?,
+        notify_hosts: req.notify_hosts,
+    };
+    let channel = ops::create_channel(&svc.store, new, svc.now()).await?;
+    let gateway_key = svc.settings.gateway_key.public_key().to_base64();
+    Ok((
+        StatusCode::CREATED,
+        Json(ops::channel_created_json(&channel, &gateway_key)),
+    ))
+}
+
+/// `POST /admin/merchants`: as `jianlian merchant create`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MerchantCreate {
+    /// The channel that brought the merchant (its PID is the default `source`).
+    channel: String,
+    /// Alipay's onboarding fields.
+    profile: MerchantProfile,
+    fee_rate: Option<String>,
+    credit_fee_rate: Option<String>,
+}
+
+async fn admin_create_merchant(
+    State(svc): State<Arc<Service>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), Error> {
+    authorize(&svc, &headers)?;
+    let req: MerchantCreate = json_body(&body)?;
+    let merchant = ops::onboard_merchant(
+        &svc,
+        ops::AdminMerchant {
+            channel: AppId::parse(&req.channel)
+                .map_err(|e| Error::Invalid(format!("channel: {e}")))?,
+            profile: req.profile,
+            fees: ops::parse_fees(req.fee_rate.as_deref(), req.credit_fee_rate.as_deref())?,
+        },
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(ops::merchant_json(&merchant))))
+}
+
+async fn admin_merchant(
+    State(svc): State<Arc<Service>>,
+    headers: HeaderMap,
+    Path(merchant): Path<String>,
+) -> Result<Json<Value>, Error> {
+    authorize(&svc, &headers)?;
+    Ok(Json(
+        ops::merchant_detail_json(&svc.store, &merchant).await?,
+    ))
+}
+
+/// `POST /admin/merchants/{merchant}/stores`: as `jianlian store create`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoreCreate {
+    store_id: String,
+    name: String,
+    #[serde(default)]
+    terminal_ids: Vec<String>,
+}
+
+async fn admin_create_store(
+    State(svc): State<Arc<Service>>,
+    headers: HeaderMap,
+    Path(merchant): Path<String>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), Error> {
+    authorize(&svc, &headers)?;
+    let req: StoreCreate = json_body(&body)?;
+    let created = ops::create_store(
+        &svc.store,
+        &merchant,
+        &req.store_id,
+        &req.name,
+        &req.terminal_ids,
+        svc.now(),
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(ops::store_json(&created))))
+}
+
+/// `PUT /admin/merchants/{merchant}/fees`: as `jianlian merchant set-fees`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FeesSet {
+    rate: String,
+    credit_rate: Option<String>,
+}
+
+async fn admin_set_fees(
+    State(svc): State<Arc<Service>>,
+    headers: HeaderMap,
+    Path(merchant): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, Error> {
+    authorize(&svc, &headers)?;
+    let req: FeesSet = json_body(&body)?;
+    let m = ops::set_fees(
+        &svc.store,
+        &merchant,
+        &req.rate,
+        req.credit_rate.as_deref(),
+        svc.now(),
+    )
+    .await?;
+    Ok(Json(ops::merchant_json(&m)))
+}
+
+/// `POST /admin/merchants/set-source`: as `jianlian merchant set-source`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SourceSet {
+    to: String,
+    actor: String,
+    reason: String,
+    /// Merchants by smid or number.
+    merchants: Vec<String>,
+}
+
+async fn admin_set_source(
+    State(svc): State<Arc<Service>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, Error> {
+    authorize(&svc, &headers)?;
+    let req: SourceSet = json_body(&body)?;
+    let to = Pid::parse(&req.to).map_err(|e| Error::Invalid(format!("to: {e}")))?;
+    let results = ops::set_source(&svc, &req.merchants, &to, &req.actor, &req.reason).await?;
+    Ok(Json(ops::source_report_json(&results)))
+}
+
 #[derive(Debug, Deserialize)]
 struct MerchantQuery {
     q: Option<String>,
@@ -148,7 +333,7 @@ pub fn merchant_filter(
         })
         .transpose()?;
     let source = source
-        .map(|s| jianlian_core::ids::Pid::parse(&s).map_err(|e| Error::Invalid(e.to_string())))
+        .map(|s| Pid::parse(&s).map_err(|e| Error::Invalid(e.to_string())))
         .transpose()?;
     let channels = channel
         .map(|c| {

@@ -6,6 +6,9 @@
 //! values, every key optional with a documented default); [`Config::resolve`]
 //! turns it into [`Settings`]: parsed addresses, keys read from their files,
 //! the closed-loop policy, the notification schedule and the fee defaults.
+//! Values that contradict each other are refused too ([`Config::check`]: a
+//! job lease shorter than the calls it covers, a trade intent stale before
+//! its pay call can time out); the admin commands run the same check.
 //! Secrets are never inline: keys are file paths, and `Settings` prints keys
 //! as `(..)`.
 //!
@@ -360,8 +363,17 @@ impl Config {
         Ok((key, true))
     }
 
-    /// Checks every value and loads the keys. `upstream` must be configured.
-    pub fn resolve(&self) -> Result<Settings, ConfigError> {
+    /// Checks every value that needs no file, and how the timings relate
+    /// (a job lease outlasts the calls it covers, a trade intent is not
+    /// stale while its pay call may still be answered), without requiring
+    /// `[upstream]`. The admin
+    /// commands call it, so a configuration `serve` would refuse is refused
+    /// by them too; [`Config::resolve`] starts with it.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        self.plain().map(|_| ())
+    }
+
+    fn plain(&self) -> Result<Plain, ConfigError> {
         let listen_text = self.server.listen.as_deref().unwrap_or(defaults::LISTEN);
         let listen: SocketAddr = listen_text
             .parse()
@@ -390,12 +402,6 @@ impl Config {
                 ));
             }
         };
-        let gateway_key = read_private_key("gateway.private_key_file", &self.gateway_key_file())?;
-        let upstream = self
-            .upstream
-            .as_ref()
-            .ok_or_else(|| invalid("upstream", "is not configured"))?
-            .resolve(&public_url)?;
         let loop_policy = self.closed_loop.resolve()?;
         let retry_schedule = match &self.notify.retry_schedule {
             None => RetrySchedule::default(),
@@ -434,6 +440,41 @@ impl Config {
             }
             s => Some(SignedDuration::from_secs(i64::try_from(s).unwrap_or(0))),
         };
+        // Without [upstream] (serve embeds the sandbox) the defaults apply.
+        let upstream_timeouts = match &self.upstream {
+            Some(upstream) => upstream.timeouts()?,
+            None => UpstreamConfig::default().timeouts()?,
+        };
+        check_timing(
+            upstream_timeouts,
+            notify_timeout,
+            worker.lease,
+            loop_policy.intent_stale_after,
+        )?;
+        Ok(Plain {
+            listen,
+            public_url,
+            database_url,
+            sqlite_synchronous,
+            loop_policy,
+            retry_schedule,
+            notify_timeout,
+            default_fees: FeePolicy { rate, credit_rate },
+            payment_code,
+            worker,
+            timestamp_skew_max,
+        })
+    }
+
+    /// Checks every value and loads the keys. `upstream` must be configured.
+    pub fn resolve(&self) -> Result<Settings, ConfigError> {
+        let plain = self.plain()?;
+        let gateway_key = read_private_key("gateway.private_key_file", &self.gateway_key_file())?;
+        let upstream = self
+            .upstream
+            .as_ref()
+            .ok_or_else(|| invalid("upstream", "is not configured"))?
+            .resolve(&plain.public_url)?;
         let admin_token = match &self.admin.token_file {
             None => None,
             Some(path) => {
@@ -449,27 +490,96 @@ impl Config {
             }
         };
         Ok(Settings {
-            listen,
-            public_url,
-            database_url,
-            sqlite_synchronous,
+            listen: plain.listen,
+            public_url: plain.public_url,
+            database_url: plain.database_url,
+            sqlite_synchronous: plain.sqlite_synchronous,
             data_dir: self.data_dir(),
             gateway_key,
             upstream,
-            loop_policy,
-            retry_schedule,
+            loop_policy: plain.loop_policy,
+            retry_schedule: plain.retry_schedule,
             address_policy: AddressPolicy {
                 allow_loopback: self.notify.allow_loopback.unwrap_or(false),
                 allow_private: self.notify.allow_private.unwrap_or(false),
             },
-            notify_timeout,
-            default_fees: FeePolicy { rate, credit_rate },
-            payment_code,
-            worker,
-            timestamp_skew_max,
+            notify_timeout: plain.notify_timeout,
+            default_fees: plain.default_fees,
+            payment_code: plain.payment_code,
+            worker: plain.worker,
+            timestamp_skew_max: plain.timestamp_skew_max,
             admin_token,
         })
     }
+}
+
+/// The values of a configuration that need no file, checked.
+struct Plain {
+    listen: SocketAddr,
+    public_url: String,
+    database_url: String,
+    sqlite_synchronous: SqliteSynchronous,
+    loop_policy: LoopPolicy,
+    retry_schedule: RetrySchedule,
+    notify_timeout: Duration,
+    default_fees: FeePolicy,
+    payment_code: PaymentCodeRule,
+    worker: WorkerSettings,
+    timestamp_skew_max: Option<SignedDuration>,
+}
+
+/// How the timings must relate. The longest upstream call is its connect
+/// plus read timeout (the client's total bound).
+/// - `worker.lease_ms` must exceed it and `notify.timeout_ms`: a job whose
+///   lease runs out while its call is still waiting is claimed again by
+///   another process, which calls Alipay (or the channel) a second time.
+/// - `closed_loop.intent_stale_after_ms` must exceed it: a trade with no
+///   recorded answer is treated as unknown (queried, then cancelled) after
+///   that, which must not happen while its pay call may still be answered.
+fn check_timing(
+    (connect, read): (Duration, Duration),
+    notify_timeout: Duration,
+    lease: SignedDuration,
+    intent_stale_after: SignedDuration,
+) -> Result<(), ConfigError> {
+    let call = connect.saturating_add(read);
+    let ms = |d: Duration| d.as_millis();
+    let longer = |d: SignedDuration, than: Duration| Duration::try_from(d).is_ok_and(|d| d > than);
+    if !longer(lease, call) {
+        return Err(invalid(
+            "worker.lease_ms",
+            format!(
+                "{} ms must exceed upstream.connect_timeout_ms + upstream.read_timeout_ms \
+                 ({} ms, the longest an upstream call takes), or another process could \
+                 take a job while its call is still waiting and call Alipay again",
+                lease.as_millis(),
+                ms(call)
+            ),
+        ));
+    }
+    if !longer(lease, notify_timeout) {
+        return Err(invalid(
+            "worker.lease_ms",
+            format!(
+                "{} ms must exceed notify.timeout_ms ({} ms), or another process could \
+                 deliver a notification again while its delivery is still waiting",
+                lease.as_millis(),
+                ms(notify_timeout)
+            ),
+        ));
+    }
+    if !longer(intent_stale_after, call) {
+        return Err(invalid(
+            "closed_loop.intent_stale_after_ms",
+            format!(
+                "{} ms must exceed upstream.connect_timeout_ms + upstream.read_timeout_ms \
+                 ({} ms), or a pay still waiting for its answer would be queried and cancelled",
+                intent_stale_after.as_millis(),
+                ms(call)
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Environment variables that start with `JIANLIAN_` but are not settings.
@@ -569,6 +679,21 @@ pub fn write_secret(path: &Path, text: &str) -> Result<(), String> {
 }
 
 impl UpstreamConfig {
+    /// `(connect, read)` timeouts, checked.
+    fn timeouts(&self) -> Result<(Duration, Duration), ConfigError> {
+        Ok((
+            millis(
+                "upstream.connect_timeout_ms",
+                self.connect_timeout_ms
+                    .unwrap_or(defaults::CONNECT_TIMEOUT_MS),
+            )?,
+            millis(
+                "upstream.read_timeout_ms",
+                self.read_timeout_ms.unwrap_or(defaults::READ_TIMEOUT_MS),
+            )?,
+        ))
+    }
+
     fn resolve(&self, public_url: &str) -> Result<UpstreamSettings, ConfigError> {
         let required = |value: &Option<String>, key: &str| -> Result<String, ConfigError> {
             value
@@ -662,6 +787,7 @@ impl UpstreamConfig {
             Some(url) => check_http_url("upstream.notify_url", url)?,
             None => format!("{public_url}/notify/alipay"),
         };
+        let (connect_timeout, read_timeout) = self.timeouts()?;
         let (cert_sns, alipay_cert_sn) = match cert {
             Some((sns, sn)) => (Some(sns), Some(sn)),
             None => (None, None),
@@ -676,15 +802,8 @@ impl UpstreamConfig {
             alipay_cert_sn,
             app_auth_token,
             sign_type,
-            connect_timeout: millis(
-                "upstream.connect_timeout_ms",
-                self.connect_timeout_ms
-                    .unwrap_or(defaults::CONNECT_TIMEOUT_MS),
-            )?,
-            read_timeout: millis(
-                "upstream.read_timeout_ms",
-                self.read_timeout_ms.unwrap_or(defaults::READ_TIMEOUT_MS),
-            )?,
+            connect_timeout,
+            read_timeout,
             notify_url,
         })
     }
@@ -1020,6 +1139,51 @@ mod tests {
                 .unwrap_err();
             assert!(err.to_string().contains(key), "{key}: {err}");
         }
+        // How timings relate: each refusal names the keys involved.
+        for (extra, key, names) in [
+            (
+                "[worker]\nlease_ms = 12000\n",
+                "worker.lease_ms",
+                "upstream.read_timeout_ms",
+            ),
+            (
+                "[worker]\nlease_ms = 20000\n[notify]\ntimeout_ms = 25000\n",
+                "worker.lease_ms",
+                "notify.timeout_ms",
+            ),
+            (
+                "[closed_loop]\nintent_stale_after_ms = 13000\n",
+                "closed_loop.intent_stale_after_ms",
+                "upstream.connect_timeout_ms",
+            ),
+        ] {
+            let config = Config::from_sources(&format!("{base}{extra}"), &[]).unwrap();
+            for err in [config.check().unwrap_err(), config.resolve().unwrap_err()] {
+                let text = err.to_string();
+                assert!(
+                    text.contains(key) && text.contains(names),
+                    "{extra}: {text}"
+                );
+            }
+        }
+        // The upstream timeouts count when [upstream] sets them, and the
+        // defaults (3 s + 10 s) without it.
+        let slow = base.replace("[upstream]\n", "[upstream]\nread_timeout_ms = 58000\n");
+        let err = Config::from_sources(&slow, &[])
+            .unwrap()
+            .resolve()
+            .unwrap_err();
+        assert!(err.to_string().contains("worker.lease_ms"), "{err}");
+        let no_upstream = Config::from_sources("[worker]\nlease_ms = 13000\n", &[]).unwrap();
+        assert!(
+            no_upstream
+                .check()
+                .unwrap_err()
+                .to_string()
+                .contains("worker.lease_ms")
+        );
+        let fine = Config::from_sources("[worker]\nlease_ms = 13001\n", &[]).unwrap();
+        assert_eq!(fine.check(), Ok(()));
         let missing = base.replace("pid = \"2088000000000001\"\n", "");
         let err = Config::from_sources(&missing, &[])
             .unwrap()

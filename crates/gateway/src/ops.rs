@@ -4,12 +4,13 @@
 //! Actions that only touch the database take a [`Store`]; onboarding calls
 //! Alipay and takes a [`Service`].
 
-use jianlian_alipay::api::merchant::MerchantProfile;
-use jianlian_alipay::{PublicKey, Rate};
+use futures_util::StreamExt as _;
+use jianlian_alipay::api::merchant::{IndirectModify, MerchantProfile};
+use jianlian_alipay::{Outcome, PublicKey, Rate};
 use jianlian_core::channel::{Channel, ChannelStatus};
 use jianlian_core::fees::FeePolicy;
 use jianlian_core::ids::{AppId, MerchantId, Pid, Smid, StoreCode, TerminalId};
-use jianlian_core::merchant::{Merchant, NewMerchant, SourceChange};
+use jianlian_core::merchant::{Merchant, NewMerchant, OnboardingState, SourceChange};
 use jianlian_core::notify::{OutboxMessage, OutboxStatus};
 use jianlian_store::{Store, StoreError};
 use jiff::Timestamp;
@@ -174,6 +175,16 @@ pub async fn find_merchant(store: &Store, key: &str) -> Result<Merchant, Error> 
         .ok_or_else(|| Error::NotFound(format!("no merchant with smid or number {key}")))
 }
 
+/// A store just registered (or completed with the terminals it lacked).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreCreated {
+    pub merchant: Merchant,
+    pub store: StoreCode,
+    pub name: String,
+    /// Every terminal of the store now, the new ones and those it had.
+    pub terminals: Vec<TerminalId>,
+}
+
 /// Registers a store with its terminals (tolerating what exists).
 pub async fn create_store(
     store: &Store,
@@ -182,7 +193,7 @@ pub async fn create_store(
     name: &str,
     terminal_ids: &[String],
     now: Timestamp,
-) -> Result<(StoreCode, Vec<TerminalId>), Error> {
+) -> Result<StoreCreated, Error> {
     let merchant = find_merchant(store, merchant_key).await?;
     let req = StoreCreate {
         sub_merchant_id: merchant
@@ -198,31 +209,250 @@ pub async fn create_store(
     merchants::register_store(store, &merchant, &code, name.trim(), &terminals, now)
         .await
         .map_err(|e| Error::Invalid(e.sub_msg))?;
-    Ok((code, terminals))
+    let terminals = store
+        .terminals(merchant.id)
+        .await?
+        .into_iter()
+        .filter(|t| t.store == code)
+        .map(|t| t.id)
+        .collect();
+    Ok(StoreCreated {
+        merchant,
+        store: code,
+        name: name.trim().to_owned(),
+        terminals,
+    })
 }
 
-/// Corrects `source` on many merchants (R2.3), audited.
+/// A registered store as JSON.
+pub fn store_json(s: &StoreCreated) -> Value {
+    serde_json::json!({
+        "merchant": s.merchant.id.get(),
+        "smid": s.merchant.smid.as_ref().map(Smid::as_str),
+        "store_id": s.store.as_str(),
+        "name": s.name,
+        "terminal_ids": s.terminals.iter().map(TerminalId::as_str).collect::<Vec<_>>(),
+    })
+}
+
+/// Most merchants one `source` correction may name: each is one call to
+/// Alipay, and an operator's request should finish in minutes, not hours.
+pub const SOURCE_CORRECTION_MAX: usize = 1_000;
+/// Modify calls to Alipay in flight at once during a correction.
+const SOURCE_CORRECTION_CONCURRENCY: usize = 8;
+
+/// What became of one merchant in a `source` correction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceOutcome {
+    /// Alipay accepted the new `source` (or has no record of the merchant
+    /// yet), and the change is recorded with its audit entry.
+    Changed(SourceChange),
+    /// Already on the new `source`: nothing sent, nothing recorded.
+    Unchanged,
+    /// Not changed: Alipay refused it, or the merchant's onboarding is in
+    /// flight. The message says which.
+    Refused(String),
+    /// Alipay's answer is not known (timeout, 20000): nothing is recorded;
+    /// running the same correction again is safe.
+    Unknown(String),
+}
+
+impl SourceOutcome {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            SourceOutcome::Changed(_) => "changed",
+            SourceOutcome::Unchanged => "unchanged",
+            SourceOutcome::Refused(_) => "refused",
+            SourceOutcome::Unknown(_) => "unknown",
+        }
+    }
+}
+
+/// One merchant's line of a `source` correction report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceResult {
+    /// The merchant as named in the request (smid or number).
+    pub key: String,
+    pub merchant: MerchantId,
+    pub smid: Option<Smid>,
+    pub outcome: SourceOutcome,
+}
+
+/// Corrects `source` on many merchants (R2.3). Alipay keeps `source` too
+/// (it drives rebates), so each onboarded merchant's change is sent with
+/// `ant.merchant.expand.indirect.modify` first and recorded, with its audit
+/// entry, only when Alipay accepted it: the registry never claims a `source`
+/// Alipay does not have. Every name is resolved before anything is sent (a
+/// typo changes nothing); after that each merchant succeeds or fails on its
+/// own, and the report says which.
 pub async fn set_source(
-    store: &Store,
+    svc: &Service,
     merchant_keys: &[String],
     to: &Pid,
     actor: &str,
     reason: &str,
-    now: Timestamp,
-) -> Result<Vec<SourceChange>, Error> {
+) -> Result<Vec<SourceResult>, Error> {
     if actor.trim().is_empty() || reason.trim().is_empty() {
         return Err(Error::Invalid(
             "--actor and --reason are required for the audit trail".into(),
         ));
     }
-    let mut ids = Vec::with_capacity(merchant_keys.len());
-    for key in merchant_keys {
-        ids.push(find_merchant(store, key).await?.id);
+    if merchant_keys.is_empty() || merchant_keys.len() > SOURCE_CORRECTION_MAX {
+        return Err(Error::Invalid(format!(
+            "name 1 to {SOURCE_CORRECTION_MAX} merchants per source correction, not {}",
+            merchant_keys.len()
+        )));
     }
-    Ok(store.set_source(&ids, to, actor, reason, now).await?)
+    let mut merchants = Vec::with_capacity(merchant_keys.len());
+    for key in merchant_keys {
+        merchants.push((key.clone(), find_merchant(&svc.store, key).await?));
+    }
+    let results = futures_util::stream::iter(merchants)
+        .map(|(key, merchant)| async move {
+            let outcome = correct_source(svc, &merchant, to, actor, reason).await;
+            outcome.map(|outcome| SourceResult {
+                key,
+                merchant: merchant.id,
+                smid: merchant.smid.clone(),
+                outcome,
+            })
+        })
+        .buffered(SOURCE_CORRECTION_CONCURRENCY)
+        .collect::<Vec<_>>()
+        .await;
+    results.into_iter().collect()
 }
 
-/// Sets a merchant's fee rates.
+async fn correct_source(
+    svc: &Service,
+    merchant: &Merchant,
+    to: &Pid,
+    actor: &str,
+    reason: &str,
+) -> Result<SourceOutcome, Error> {
+    if merchant.source == *to {
+        return Ok(SourceOutcome::Unchanged);
+    }
+    match (merchant.state, &merchant.smid) {
+        (OnboardingState::Onboarded, Some(smid)) => {
+            let modify = IndirectModify {
+                sub_merchant_id: smid.to_string(),
+                profile: MerchantProfile {
+                    source: Some(to.to_string()),
+                    ..MerchantProfile::default()
+                },
+            };
+            match svc.upstream.call(&modify, false).await {
+                Outcome::Success(_) | Outcome::InProgress(_) => {}
+                Outcome::Failed(f) => {
+                    return Ok(SourceOutcome::Refused(format!(
+                        "Alipay refused: {} {} {}",
+                        f.code.as_str(),
+                        f.sub_code.as_deref().unwrap_or_default(),
+                        f.sub_msg.as_deref().unwrap_or_default()
+                    )));
+                }
+                Outcome::Unknown(u) => {
+                    return Ok(SourceOutcome::Unknown(format!(
+                        "Alipay's answer is not known ({u}); nothing was recorded, run the correction again"
+                    )));
+                }
+            }
+        }
+        // Onboarding was sent and its answer is not known: Alipay may hold
+        // the merchant with the old source, and a retried create carrying a
+        // new one would be refused as a different merchant.
+        (OnboardingState::Submitted, _) => {
+            return Ok(SourceOutcome::Refused(
+                "its onboarding is in flight; correct the source once it is onboarded".into(),
+            ));
+        }
+        // Alipay has no such merchant (never sent, or refused): the next
+        // submission carries the registry's source.
+        _ => {}
+    }
+    let changes = svc
+        .store
+        .set_source(&[merchant.id], to, actor, reason, svc.now())
+        .await?;
+    Ok(match changes.into_iter().next() {
+        Some(change) => SourceOutcome::Changed(change),
+        None => SourceOutcome::Unchanged,
+    })
+}
+
+/// A `source` correction report as JSON: one line per merchant and the
+/// count of each outcome.
+pub fn source_report_json(results: &[SourceResult]) -> Value {
+    let count = |what: &str| {
+        results
+            .iter()
+            .filter(|r| r.outcome.as_str() == what)
+            .count()
+    };
+    let lines: Vec<Value> = results
+        .iter()
+        .map(|r| {
+            let mut line = serde_json::json!({
+                "merchant": r.key,
+                "id": r.merchant.get(),
+                "smid": r.smid.as_ref().map(Smid::as_str),
+                "result": r.outcome.as_str(),
+            });
+            match &r.outcome {
+                SourceOutcome::Changed(c) => {
+                    line["from"] = c.from.as_str().into();
+                    line["to"] = c.to.as_str().into();
+                }
+                SourceOutcome::Refused(why) | SourceOutcome::Unknown(why) => {
+                    line["error"] = why.clone().into();
+                }
+                SourceOutcome::Unchanged => {}
+            }
+            line
+        })
+        .collect();
+    serde_json::json!({
+        "results": lines,
+        "changed": count("changed"),
+        "unchanged": count("unchanged"),
+        "refused": count("refused"),
+        "unknown": count("unknown"),
+    })
+}
+
+/// Whether every merchant of a correction now has the new `source`.
+pub fn source_correction_complete(results: &[SourceResult]) -> bool {
+    results.iter().all(|r| {
+        matches!(
+            r.outcome,
+            SourceOutcome::Changed(_) | SourceOutcome::Unchanged
+        )
+    })
+}
+
+/// Fee rates from their text (`0.0038`): `None` when no rate is given (the
+/// configured default applies); a credit rate needs a rate beside it.
+pub fn parse_fees(
+    rate: Option<&str>,
+    credit_rate: Option<&str>,
+) -> Result<Option<FeePolicy>, Error> {
+    let parse = |what: &str, t: &str| {
+        Rate::parse(t.trim()).map_err(|e| Error::Invalid(format!("{what} {t:?}: {e}")))
+    };
+    match (rate, credit_rate) {
+        (None, None) => Ok(None),
+        (None, Some(_)) => Err(Error::Invalid(
+            "a credit fee rate needs the fee rate beside it".into(),
+        )),
+        (Some(rate), credit) => Ok(Some(FeePolicy {
+            rate: parse("fee rate", rate)?,
+            credit_rate: credit.map(|c| parse("credit fee rate", c)).transpose()?,
+        })),
+    }
+}
+
+/// Sets a merchant's fee rates (later payments use them).
 pub async fn set_fees(
     store: &Store,
     merchant_key: &str,
@@ -231,11 +461,8 @@ pub async fn set_fees(
     now: Timestamp,
 ) -> Result<Merchant, Error> {
     let merchant = find_merchant(store, merchant_key).await?;
-    let parse = |t: &str| Rate::parse(t).map_err(|e| Error::Invalid(e.to_string()));
-    let fees = FeePolicy {
-        rate: parse(rate)?,
-        credit_rate: credit_rate.map(parse).transpose()?,
-    };
+    let fees = parse_fees(Some(rate), credit_rate)?
+        .ok_or_else(|| Error::Invalid("a fee rate is required".into()))?;
     store.set_merchant_fees(merchant.id, fees, now).await?;
     store
         .merchant(merchant.id)
@@ -267,6 +494,15 @@ pub fn channel_json(c: &Channel) -> Value {
     })
 }
 
+/// What `channel create` answers: the channel's `app_id` and the key it
+/// verifies the gateway's answers and notifications with.
+pub fn channel_created_json(c: &Channel, gateway_public_key: &str) -> Value {
+    serde_json::json!({
+        "app_id": c.app_id.as_str(),
+        "gateway_public_key": gateway_public_key,
+    })
+}
+
 /// A merchant as JSON.
 pub fn merchant_json(m: &Merchant) -> Value {
     serde_json::json!({
@@ -283,6 +519,45 @@ pub fn merchant_json(m: &Merchant) -> Value {
         "credit_fee_rate": m.fees.credit_rate.map(|r| r.to_string()),
         "created_at": m.created_at.to_string(),
     })
+}
+
+/// A merchant with its profile, stores and terminals, and its `source`
+/// history (`jianlian merchant show`, `GET /admin/merchants/{merchant}`).
+pub async fn merchant_detail_json(store: &Store, key: &str) -> Result<Value, Error> {
+    let m = find_merchant(store, key).await?;
+    let stores = store.stores(m.id).await?;
+    let terminals = store.terminals(m.id).await?;
+    let history = store.source_changes(m.id).await?;
+    let mut view = merchant_json(&m);
+    view["profile"] = serde_json::to_value(&m.profile)
+        .map_err(|e| Error::Internal(format!("merchant profile: {e}")))?;
+    view["stores"] = stores
+        .iter()
+        .map(|s| {
+            serde_json::json!({
+                "store_id": s.code.as_str(),
+                "name": s.name,
+                "terminal_ids": terminals
+                    .iter()
+                    .filter(|t| t.store == s.code)
+                    .map(|t| t.id.as_str())
+                    .collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    view["source_history"] = history
+        .iter()
+        .map(|c| {
+            serde_json::json!({
+                "from": c.from.as_str(),
+                "to": c.to.as_str(),
+                "actor": c.actor,
+                "reason": c.reason,
+                "at": c.at.to_string(),
+            })
+        })
+        .collect();
+    Ok(view)
 }
 
 /// An outbox row as JSON.

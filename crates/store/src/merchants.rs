@@ -134,6 +134,23 @@ impl Store {
         row.map(Merchant::try_from).transpose()
     }
 
+    /// The merchant registered under a business licence (one at most: the
+    /// licence is UNIQUE). The licence is compared as stored (trimmed).
+    pub async fn merchant_by_business_license(
+        &self,
+        licence: &str,
+    ) -> Result<Option<Merchant>, StoreError> {
+        let row: Option<MerchantRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            merchant_columns!(),
+            " FROM merchants WHERE business_license = $1"
+        ))
+        .bind(licence.trim().to_owned())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(Merchant::try_from).transpose()
+    }
+
     /// Lists merchants (the registry Alipay lacks, R2.1), newest first.
     pub async fn search_merchants(
         &self,
@@ -363,8 +380,10 @@ impl Store {
         Ok(())
     }
 
-    /// R2.3: corrects `source` on many merchants at once, all or nothing,
-    /// recording each actual change. Merchants already on `to` are left alone.
+    /// R2.3: records a `source` correction on many merchants at once, all or
+    /// nothing, with one audit entry per actual change. Merchants already on
+    /// `to` are left alone. Alipay keeps `source` too: the gateway calls this
+    /// for a merchant only once Alipay has accepted its new `source`.
     pub async fn set_source(
         &self,
         merchants: &[MerchantId],

@@ -1,11 +1,14 @@
 //! The outbox of channel notifications (R7, issue item 7). A row is written in
-//! the transaction of the trade change it reports, together with the job that
-//! delivers it; delivery results update the row and the job in one
+//! the transaction of the trade change (a status a channel sees, or a refund
+//! that went through) it reports, together with the job that delivers it;
+//! one row per change (`(trade_id, notice_key)` is unique); delivery results update the row and the job in one
 //! transaction, fenced by the job's lease.
 
 use jianlian_alipay::api::trade::TradeStatus;
 use jianlian_core::ids::TradeId;
-use jianlian_core::notify::{OutboxMessage, OutboxStatus, RetrySchedule, notification_fields};
+use jianlian_core::notify::{
+    OutboxMessage, OutboxStatus, RefundNotice, RetrySchedule, notification_fields,
+};
 use jianlian_core::trade::Trade;
 use jiff::Timestamp;
 use serde_json::json;
@@ -76,27 +79,44 @@ fn notify_job(outbox: i64, generation: i64, run_at: Timestamp) -> NewJob {
 }
 
 /// Queues the notification that `trade` is now `status` (once per status),
-/// with its delivery job, in the caller's transaction.
+/// or, with `refund`, that one of its refunds went through (once per
+/// refund; the fields carry the refund's), with its delivery job, in the
+/// caller's transaction.
 pub(crate) async fn insert_in(
     conn: &mut AnyConnection,
     trade: &Trade,
     status: TradeStatus,
+    refund: Option<&RefundNotice>,
     now: Timestamp,
 ) -> Result<Option<i64>, StoreError> {
     let Some(url) = trade.notify_url.as_deref() else {
         return Ok(None);
     };
-    let notify_id = format!("{}_{}", trade.upstream_order_no, status.as_str());
-    let fields = notification_fields(trade, status, &notify_id);
+    let (key, notify_id) = match refund {
+        None => (
+            status.as_str().to_owned(),
+            format!("{}_{}", trade.upstream_order_no, status.as_str()),
+        ),
+        Some(r) => (
+            r.key(),
+            format!("{}_refund_{}", trade.upstream_order_no, r.refund),
+        ),
+    };
+    let mut fields = notification_fields(trade, status, &notify_id);
+    if let Some(r) = refund {
+        r.add_fields(&mut fields);
+    }
     let id: Option<i64> = sqlx::query_scalar(
-        "INSERT INTO outbox (trade_id, channel_app_id, trade_status, notify_url, fields, status, \
-         attempts, next_attempt_at, last_error, created_at, delivered_at, generation) \
-         VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, NULL, $6, NULL, 0) \
-         ON CONFLICT (trade_id, trade_status) DO NOTHING RETURNING id",
+        "INSERT INTO outbox (trade_id, channel_app_id, trade_status, notice_key, notify_url, \
+         fields, status, attempts, next_attempt_at, last_error, created_at, delivered_at, \
+         generation) \
+         VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, NULL, $7, NULL, 0) \
+         ON CONFLICT (trade_id, notice_key) DO NOTHING RETURNING id",
     )
     .bind(trade.id.get())
     .bind(trade.channel.as_str().to_owned())
     .bind(status.as_str())
+    .bind(key)
     .bind(url.to_owned())
     .bind(to_json(&fields)?)
     .bind(ms(now))

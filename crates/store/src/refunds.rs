@@ -1,7 +1,7 @@
 //! Refunds: the atomic reservation that keeps cumulative refunds within the
 //! paid amount under any concurrency, and refund outcomes written with their
-//! journal (and, when refunds reach the total, the trade's change) in one
-//! transaction.
+//! journal, the channel's refund notification and, when refunds reach the
+//! total, the trade's change, in one transaction.
 //!
 //! Both operations lock the trade first (PostgreSQL `FOR UPDATE`; SQLite's
 //! `BEGIN IMMEDIATE`), so all refund writes of one trade are serialised and
@@ -10,6 +10,7 @@
 use jianlian_alipay::Fen;
 use jianlian_core::fees::RefundedSoFar;
 use jianlian_core::ids::{RefundId, RefundRequestNo, TradeId};
+use jianlian_core::notify::RefundNotice;
 use jianlian_core::refund::{
     Refund, RefundApplied, RefundError, RefundObservation, RefundRequest, RefundState,
     apply_refund_observation, check_refund,
@@ -285,6 +286,23 @@ impl Store {
             if next.state.needs_confirmation() {
                 enqueue_in(&mut tx, &confirm_job(next, later(now, REFUND_QUERY_DELAY))).await?;
             }
+            // The channel hears of every refund that went through, as the
+            // acquirer hears of it from Alipay (apis.md §2.7).
+            let mut notice = (next.state == RefundState::Succeeded
+                && refund.state != RefundState::Succeeded)
+                .then(|| -> Result<RefundNotice, StoreError> {
+                    Ok(RefundNotice {
+                        refund: id,
+                        out_request_no: next.out_request_no.clone(),
+                        refund_fee: before
+                            .amount
+                            .try_add(next.amount)
+                            .map_err(StoreError::corrupt)?,
+                        refunded_at: next.refunded_at.unwrap_or(now),
+                    })
+                })
+                .transpose()?;
+            let mut trade_now = trade.clone();
             if change.fully_refunded {
                 match apply_in(
                     &mut tx,
@@ -292,15 +310,28 @@ impl Store {
                     &trade,
                     &Observation::FullyRefunded,
                     now,
+                    notice.as_ref(),
                 )
                 .await?
                 {
-                    Write::NoOp | Write::Changed(_) => {}
+                    Write::NoOp => {}
+                    // The closing notification carries the last refund.
+                    Write::Changed { trade, notified } => {
+                        trade_now = *trade;
+                        if notified {
+                            notice = None;
+                        }
+                    }
                     Write::Stale => {
                         tx.rollback().await?;
                         continue;
                     }
                 }
+            }
+            if let Some(notice) = &notice
+                && let Some(status) = trade_now.state.channel_status()
+            {
+                crate::outbox::insert_in(&mut tx, &trade_now, status, Some(notice), now).await?;
             }
             tx.commit().await?;
             return Ok((change.refund, true));

@@ -13,12 +13,13 @@ use jianlian_core::closed_loop::{self, plan};
 use jianlian_core::fees::FeePolicy;
 use jianlian_core::ids::{AppId, ChannelOrderNo, TradeId, UpstreamOrderNo};
 use jianlian_core::merchant::OnboardingState;
+use jianlian_core::notify::RefundNotice;
 use jianlian_core::trade::{Applied, Observation, Trade, TradeIntent};
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use serde_json::json;
 use sqlx::AnyConnection;
 
-use crate::jobs::{NewJob, enqueue_in};
+use crate::jobs::{Job, JobState, NewJob, enqueue_in};
 use crate::rows::{TradeRow, cancel_action_str, ms, to_json, trade_columns};
 use crate::{CAS_ATTEMPTS_MAX, Store, StoreError};
 
@@ -30,6 +31,23 @@ pub const TRADE_STEP_JOB: &str = "trade.step";
 /// Attempts of a step job before it is dead (each attempt is one upstream
 /// call that failed to be recorded; the sweeper revives dead ones).
 const STEP_JOB_ATTEMPTS_MAX: u32 = 20;
+
+/// How late a queued step job may run after its planned time and still count
+/// as on schedule: a job whose attempt failed is retried some seconds later.
+const STEP_JOB_SLACK: SignedDuration = SignedDuration::from_secs(60);
+
+/// Whether a trade's step job will run its step without the sweeper: it is
+/// running now (its lease has not expired), or it is queued with attempts
+/// left and due by `due` (plus [`STEP_JOB_SLACK`]). A done or dead job, or
+/// one out of attempts whose lease expired, is not.
+fn step_job_on_schedule(job: &Job, due: Timestamp, now: Timestamp) -> bool {
+    if job.state != JobState::Queued {
+        return false;
+    }
+    let running = job.locked_until.is_some_and(|until| until > now);
+    let latest = due.checked_add(STEP_JOB_SLACK).unwrap_or(due);
+    running || (job.attempts < job.max_attempts && job.run_at <= latest)
+}
 
 /// The result of an idempotent insert.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -304,7 +322,12 @@ impl Store {
     }
 
     /// The sweeper's remedy: makes sure the trade's current step job is
-    /// queued (reviving it if it died), due at `now` at the latest.
+    /// queued (reviving it if it died), due at `now` at the latest. Returns
+    /// whether it had to: a trade that needs nothing, or whose step job is
+    /// alive and on schedule (running now, or queued with attempts left and
+    /// due within `STEP_JOB_SLACK` (a minute) of the planned step, such as a cancel
+    /// backing off while Alipay is down), is left alone, so an overdue trade
+    /// that is being worked on is not re-queued at every sweep.
     pub async fn requeue_trade_step(
         &self,
         id: TradeId,
@@ -320,6 +343,11 @@ impl Store {
             return Ok(false);
         };
         let job = step_job(&trade, next.due_at.min(now));
+        if let Some(current) = self.job_by_key(&job.dedupe_key).await?
+            && step_job_on_schedule(&current, next.due_at.max(now), now)
+        {
+            return Ok(false);
+        }
         let mut tx = self.begin_write().await?;
         if enqueue_in(&mut tx, &job).await?.is_none() {
             crate::jobs::revive_in(&mut tx, &job.dedupe_key, job.run_at, ms(now)).await?;
@@ -352,7 +380,7 @@ impl Store {
         for _ in 0..CAS_ATTEMPTS_MAX {
             let mut tx = self.begin_write().await?;
             let trade = self.lock_trade_in(&mut tx, id).await?;
-            match apply_in(&mut tx, &self.policy, &trade, observation, now).await? {
+            match apply_in(&mut tx, &self.policy, &trade, observation, now, None).await? {
                 Write::NoOp => {
                     tx.rollback().await?;
                     return Ok((trade, false));
@@ -362,7 +390,7 @@ impl Store {
                     tx.rollback().await?;
                     continue;
                 }
-                Write::Changed(trade) => {
+                Write::Changed { trade, .. } => {
                     tx.commit().await?;
                     return Ok((*trade, true));
                 }
@@ -409,17 +437,24 @@ pub(crate) enum Write {
     NoOp,
     /// The row moved on since it was read.
     Stale,
-    Changed(Box<Trade>),
+    Changed {
+        trade: Box<Trade>,
+        /// Whether a notification to the channel was queued with it.
+        notified: bool,
+    },
 }
 
 /// Runs the core transition on `trade` (read in this transaction) and writes
-/// the change with its journals, outbox row and next step job.
+/// the change with its journals, outbox row and next step job. `refund` is
+/// the refund that caused the change (the last one, closing the trade): its
+/// fields go into the notification, as in Alipay's.
 pub(crate) async fn apply_in(
     conn: &mut AnyConnection,
     policy: &jianlian_core::closed_loop::LoopPolicy,
     trade: &Trade,
     observation: &Observation,
     now: Timestamp,
+    refund: Option<&RefundNotice>,
 ) -> Result<Write, StoreError> {
     let fees = merchant_fees_in(&mut *conn, trade).await?;
     let change = match jianlian_core::trade::apply_observation(trade, observation, now, fees)? {
@@ -432,13 +467,19 @@ pub(crate) async fn apply_in(
     for journal in &change.journals {
         crate::ledger::insert_journal_in(&mut *conn, journal).await?;
     }
+    let mut notified = false;
     if let Some(notice) = change.notice {
-        crate::outbox::insert_in(&mut *conn, &change.trade, notice.status, now).await?;
+        notified = crate::outbox::insert_in(&mut *conn, &change.trade, notice.status, refund, now)
+            .await?
+            .is_some();
     }
     if let Some(next) = plan(&change.trade, policy) {
         enqueue_in(&mut *conn, &step_job(&change.trade, next.due_at)).await?;
     }
-    Ok(Write::Changed(Box::new(change.trade)))
+    Ok(Write::Changed {
+        trade: Box::new(change.trade),
+        notified,
+    })
 }
 
 /// R2.2 and R3.2, enforced where the intent is written: the smid is the

@@ -2,8 +2,9 @@
 //! with identity uniqueness, idempotent trade intents under 64 concurrent
 //! identical requests, the single write path (state, books, outbox and next
 //! step together), refunds that never exceed the paid amount under
-//! concurrency, notifications with retries and dead letters, and leased jobs
-//! that two racing nodes claim disjointly and run once.
+//! concurrency, notifications with retries and dead letters, leased jobs
+//! that two racing nodes claim disjointly and run once, and migrations that
+//! keep the data of an existing database.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod harness;
@@ -36,6 +37,7 @@ use jianlian_store::{
     Reservation, Store, StoreError, TRADE_STEP_JOB,
 };
 use jiff::{SignedDuration, Timestamp};
+use sqlx::{AnyConnection, Connection as _};
 
 contract!(
     channels_form_a_tree,
@@ -51,6 +53,7 @@ contract!(
     the_sweeper_finds_and_redrives_overdue_trades,
     reconnecting_migrates_once_and_keeps_everything,
     the_closed_loop_runs_from_jobs_alone,
+    outbox_notice_key_migration_keeps_every_row,
 );
 
 fn t0() -> Timestamp {
@@ -1012,21 +1015,44 @@ async fn refunds_book_fees_and_a_full_refund_closes_the_trade(db: Db) {
     );
     let closed = store.trade(trade.id).await.unwrap().unwrap();
     assert_eq!(closed.state, TradeState::Refunded);
-    let statuses: Vec<String> = store
+    // The channel hears of the payment, then of each refund: the first
+    // leaves the trade TRADE_SUCCESS, the last closes it (one message).
+    let messages: Vec<Vec<Option<String>>> = store
         .outbox_of_trade(trade.id)
         .await
         .unwrap()
         .into_iter()
         .map(|m| {
-            m.fields
+            ["trade_status", "refund_fee", "out_biz_no", "gmt_refund"]
                 .iter()
-                .find(|(k, _)| k == "trade_status")
-                .unwrap()
-                .1
-                .clone()
+                .map(|name| {
+                    m.fields
+                        .iter()
+                        .find(|(k, _)| k == name)
+                        .map(|(_, v)| v.clone())
+                })
+                .collect()
         })
         .collect();
-    assert_eq!(statuses, vec!["TRADE_SUCCESS", "TRADE_CLOSED"]);
+    let some = |v: &str| Some(v.to_owned());
+    assert_eq!(
+        messages,
+        vec![
+            vec![some("TRADE_SUCCESS"), None, None, None],
+            vec![
+                some("TRADE_SUCCESS"),
+                some("33.33"),
+                some("R1"),
+                some("2026-03-02 10:00:30.000")
+            ],
+            vec![
+                some("TRADE_CLOSED"),
+                some("100.00"),
+                some("R2"),
+                some("2026-03-02 10:00:40.000")
+            ],
+        ]
+    );
     let ledger = store.ledger_check().await.unwrap();
     assert_eq!(ledger.journals, 3);
     assert!(
@@ -1395,6 +1421,34 @@ async fn the_sweeper_finds_and_redrives_overdue_trades(db: Db) {
         .await
         .unwrap();
     assert_eq!(jobs.len(), 1);
+    // A step job alive and on schedule is left alone: running, or queued to
+    // retry shortly. One queued far behind the plan is pulled forward.
+    assert!(
+        !store.requeue_trade_step(lost.id, at(3_601)).await.unwrap(),
+        "running"
+    );
+    store
+        .fail(&jobs[0], "down", at(3_601), at(3_610))
+        .await
+        .unwrap();
+    assert!(
+        !store.requeue_trade_step(lost.id, at(3_602)).await.unwrap(),
+        "retrying soon"
+    );
+    let job = store
+        .claim("w", at(3_610), SignedDuration::from_secs(10), 10)
+        .await
+        .unwrap()
+        .remove(0);
+    store
+        .fail(&job, "down", at(3_610), at(9_000))
+        .await
+        .unwrap();
+    assert!(
+        store.requeue_trade_step(lost.id, at(3_611)).await.unwrap(),
+        "far behind its plan"
+    );
+    assert!(store.job_by_key(&key).await.unwrap().unwrap().run_at <= at(3_611));
     // A resolved trade is not overdue and needs no step.
     let (failed, _) = store
         .apply_observation(
@@ -1564,4 +1618,111 @@ async fn the_closed_loop_runs_from_jobs_alone(db: Db) {
         0,
         "nothing left to do"
     );
+}
+
+// Migrations on a database that already has data: `0002` (one outbox row per
+// change, for refund notifications) keeps every outbox row with its id
+// (delivery jobs name rows by id), keys it by its status, and from then on
+// refuses a second row for the same change while accepting a second one with
+// the same status.
+
+async fn raw_connect(db: &Db) -> AnyConnection {
+    sqlx::any::install_default_drivers();
+    let url = if db.url.starts_with("sqlite:") {
+        format!("{}?mode=rwc", db.url)
+    } else {
+        db.url.clone()
+    };
+    AnyConnection::connect(&url).await.unwrap()
+}
+
+async fn run_sql(conn: &mut AnyConnection, sql: &'static str) {
+    sqlx::raw_sql(sql).execute(&mut *conn).await.unwrap();
+}
+
+async fn outbox_notice_key_migration_keeps_every_row(db: Db) {
+    let sqlite = db.url.starts_with("sqlite:");
+    let mut conn = raw_connect(&db).await;
+    let (initial, notice_key) = if sqlite {
+        (
+            include_str!("../migrations/sqlite/0001_initial.sql"),
+            include_str!("../migrations/sqlite/0002_outbox_notice_key.sql"),
+        )
+    } else {
+        (
+            include_str!("../migrations/postgres/0001_initial.sql"),
+            include_str!("../migrations/postgres/0002_outbox_notice_key.sql"),
+        )
+    };
+    run_sql(&mut conn, initial).await;
+    run_sql(
+        &mut conn,
+        "INSERT INTO channels (app_id, name, pid, parent_app_id, public_key, notify_hosts, \
+         status, created_at) VALUES ('2021000000000001', 'c', '2088000000000001', NULL, 'k', \
+         '[]', 'active', 0); \
+         INSERT INTO merchants (channel_app_id, external_id, business_license, name, profile, \
+         source, smid, state, rejection, fee_rate_ppm, credit_fee_rate_ppm, created_at, \
+         updated_at, version) VALUES ('2021000000000001', 'E1', NULL, 'm', '{}', \
+         '2088000000000001', '2088000000000002', 'onboarded', NULL, 3800, NULL, 0, 0, 1); \
+         INSERT INTO trades (kind, channel_app_id, merchant_id, smid, store_code, terminal_id, \
+         channel_out_trade_no, upstream_out_trade_no, subject, total_amount, notify_url, \
+         created_at, expires_at, state, cancel_action, state_since, flags, fund_bills, \
+         progress, version) VALUES ('barcode_pay', '2021000000000001', 1, '2088000000000002', \
+         'S1', 'T1', 'O1', 'JL1', 's', 100, 'http://x/n', 0, 0, 'paid', NULL, 0, 0, '[]', '{}', \
+         2); \
+         INSERT INTO outbox (id, trade_id, channel_app_id, trade_status, notify_url, fields, \
+         status, attempts, next_attempt_at, last_error, created_at, delivered_at, generation) \
+         VALUES (7, 1, '2021000000000001', 'TRADE_SUCCESS', 'http://x/n', '[]', 'delivered', \
+         1, NULL, NULL, 0, 1, 0), \
+         (9, 1, '2021000000000001', 'TRADE_CLOSED', 'http://x/n', '[]', 'pending', 0, 5, \
+         NULL, 2, NULL, 0);",
+    )
+    .await;
+    run_sql(&mut conn, notice_key).await;
+
+    let rows: Vec<(i64, String, String, String)> =
+        sqlx::query_as("SELECT id, trade_status, notice_key, status FROM outbox ORDER BY id")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    let row = |id: i64, s: &str, st: &str| (id, s.to_owned(), s.to_owned(), st.to_owned());
+    assert_eq!(
+        rows,
+        vec![
+            row(7, "TRADE_SUCCESS", "delivered"),
+            row(9, "TRADE_CLOSED", "pending")
+        ]
+    );
+    let insert = |key: &'static str| {
+        format!(
+            "INSERT INTO outbox (trade_id, channel_app_id, trade_status, notice_key, notify_url, \
+             fields, status, attempts, next_attempt_at, last_error, created_at, delivered_at, \
+             generation) VALUES (1, '2021000000000001', 'TRADE_SUCCESS', '{key}', 'http://x/n', \
+             '[]', 'pending', 0, 3, NULL, 3, NULL, 0) RETURNING id"
+        )
+    };
+    let refund: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(insert("refund:1")))
+        .fetch_one(&mut conn)
+        .await
+        .expect("a second TRADE_SUCCESS row for a refund");
+    if sqlite {
+        // The rebuilt table goes on from the highest id (PostgreSQL keeps its
+        // table and identity; the rows above were given ids by hand).
+        assert!(refund > 9, "ids keep counting up: {refund}");
+    }
+    let again = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(insert("refund:1")))
+        .fetch_one(&mut conn)
+        .await;
+    assert!(
+        matches!(&again, Err(sqlx::Error::Database(e)) if e.is_unique_violation()),
+        "one row per change: {again:?}"
+    );
+    let status_again = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(insert("TRADE_SUCCESS")))
+        .fetch_one(&mut conn)
+        .await;
+    assert!(
+        matches!(&status_again, Err(sqlx::Error::Database(e)) if e.is_unique_violation()),
+        "one row per status: {status_again:?}"
+    );
+    conn.close().await.unwrap();
 }

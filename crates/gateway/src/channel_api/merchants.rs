@@ -259,7 +259,9 @@ fn profile_fields(profile: &MerchantProfile) -> Map<String, Value> {
     }
 }
 
-/// `ant.merchant.expand.indirect.modify`: Alipay first, then the registry
+/// `ant.merchant.expand.indirect.modify`: everything the registry checks
+/// (`external_id` unchanged, `source` a PID, a new business licence not
+/// another merchant's) is checked first; then Alipay, then the registry
 /// (with the `source` change audited under the channel's name).
 pub async fn modify(svc: &Arc<Service>, caller: &Caller, biz: &str) -> MethodResult {
     let req: IndirectModify = parse_biz(biz).map_err(invalid)?;
@@ -279,6 +281,28 @@ pub async fn modify(svc: &Arc<Service>, caller: &Caller, biz: &str) -> MethodRes
         return Err(invalid(format!(
             "source {source:?} is not a PID (2088 + 12 digits)"
         )));
+    }
+    // Identity before Alipay (R2.2): a licence that belongs to another
+    // merchant is refused here, so Alipay never records a change the
+    // registry would then refuse.
+    if let Some(licence) = changes
+        .business_license
+        .as_deref()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        && merchant.business_license.as_deref() != Some(licence)
+    {
+        let owner = svc
+            .store
+            .merchant_by_business_license(licence)
+            .await
+            .map_err(|e| internal("merchant lookup", e))?;
+        if owner.is_some_and(|o| o.id != merchant.id) {
+            return Err(acq(
+                MERCHANT_DUPLICATE,
+                format!("a merchant with business licence {licence} is already registered"),
+            ));
+        }
     }
     let mut upstream_profile = changes.clone();
     upstream_profile.external_id = Some(merchant.upstream_external_id());

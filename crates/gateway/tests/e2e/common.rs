@@ -445,6 +445,27 @@ impl World {
             .await
     }
 
+    /// Adds a sandbox fault rule for `method` (and `amount` when given).
+    pub async fn fault(
+        &self,
+        method: &str,
+        amount: Option<&str>,
+        action: jianlian_sandbox::FaultAction,
+        times: Option<u32>,
+    ) {
+        self.sandbox
+            .add_fault(jianlian_sandbox::FaultRule {
+                id: 0,
+                method: Some(method.into()),
+                out_trade_no: None,
+                amount: amount.map(yuan),
+                action,
+                times,
+            })
+            .await
+            .unwrap();
+    }
+
     /// Moves the shared clock, then runs the due work of both sides until
     /// neither has more (bounded).
     pub async fn advance(&self, seconds: i64) {

@@ -7,6 +7,7 @@
 
 mod common;
 
+mod admin;
 mod barcode;
 mod merchants;
 mod notifications;

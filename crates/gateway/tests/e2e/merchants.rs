@@ -9,7 +9,8 @@ use jianlian_alipay::api::merchant::{
     IndirectCreate, IndirectModify, IndirectQuery, MerchantProfile,
 };
 use jianlian_core::ids::{Pid, Smid};
-use jianlian_core::merchant::OnboardingState;
+use jianlian_core::merchant::{NewMerchant, OnboardingEvent, OnboardingState};
+use jianlian_gateway::ops::{SourceOutcome, set_source, source_correction_complete};
 use serde_json::json;
 
 use crate::common::*;
@@ -115,17 +116,22 @@ async fn explicit_source_and_audited_corrections(db: Db) {
     // Bulk correction by an operator, all audited.
     let other = w.onboard(&w.channel, "EXT3", "91310000000000003C").await;
     let store = &w.gateway.service().store;
-    let changes = jianlian_gateway::ops::set_source(
-        store,
+    let results = set_source(
+        w.gateway.service(),
         &[smid.clone(), other.clone()],
         &Pid::parse("2088000000000777").unwrap(),
         "ops:alice",
         "rebate correction 2026-03",
-        w.clock_now(),
     )
     .await
     .unwrap();
-    assert_eq!(changes.len(), 2);
+    assert!(source_correction_complete(&results));
+    assert!(
+        results
+            .iter()
+            .all(|r| matches!(r.outcome, SourceOutcome::Changed(_))),
+        "{results:?}"
+    );
     let trail = store
         .source_changes(merchant(&w, &smid).await.id)
         .await
@@ -286,3 +292,198 @@ async fn stores_and_terminals_are_registered(db: Db) {
     );
 }
 e2e!(stores_and_terminals_are_registered);
+
+/// The `source` Alipay holds for a merchant, read with
+/// `ant.merchant.expand.indirect.query` (the acquirer's own call).
+async fn alipay_profile(w: &World, smid: &str) -> MerchantProfile {
+    let q = IndirectQuery {
+        sub_merchant_id: Some(smid.to_owned()),
+        ..Default::default()
+    };
+    match w.gateway.service().upstream.call(&q, false).await {
+        Outcome::Success(r) => r.body.profile,
+        other => panic!("Alipay's query failed: {other:?}"),
+    }
+}
+
+/// R2.3: a bulk `source` correction reaches Alipay (which pays rebates by
+/// it) before the registry records it; a merchant Alipay refuses or does not
+/// answer for keeps its old `source` in both places, without an audit entry.
+async fn bulk_source_correction_reaches_alipay_first(db: Db) {
+    let w = World::new(db).await;
+    let svc = w.gateway.service();
+    let a = w.onboard(&w.channel, "EXTA", "91310000000000011A").await;
+    let b = w.onboard(&w.channel, "EXTB", "91310000000000012B").await;
+    let mut on_target = profile("EXTD", "91310000000000014D");
+    on_target.source = Some("2088000000000777".into());
+    let d = w
+        .channel
+        .call(&IndirectCreate { profile: on_target })
+        .await
+        .success()
+        .unwrap()
+        .sub_merchant_id
+        .unwrap();
+    // A merchant whose smid Alipay does not know (registered here only).
+    let channel = svc
+        .store
+        .channel(&jianlian_core::ids::AppId::parse(&w.channel.app_id).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let lost = svc
+        .store
+        .insert_merchant(
+            &NewMerchant::parse(
+                channel.app_id.clone(),
+                &channel.pid,
+                profile("EXTC", "91310000000000013C"),
+                w.settings().default_fees,
+            )
+            .unwrap(),
+            w.clock_now(),
+        )
+        .await
+        .unwrap();
+    svc.store
+        .apply_onboarding(
+            lost.id,
+            &OnboardingEvent::Onboarded(Smid::parse("2088999999990001").unwrap()),
+            w.clock_now(),
+        )
+        .await
+        .unwrap();
+    let to = Pid::parse("2088000000000777").unwrap();
+    let old = "2088000000000101";
+
+    // A name that is no merchant stops the whole correction before any call.
+    let typo = set_source(
+        svc,
+        &[a.clone(), "2088000000009999".into()],
+        &to,
+        "ops:alice",
+        "rebates",
+    )
+    .await
+    .unwrap_err();
+    assert!(typo.to_string().contains("2088000000009999"), "{typo}");
+    assert_eq!(alipay_profile(&w, &a).await.source.as_deref(), Some(old));
+
+    let keys = vec![a.clone(), b.clone(), "2088999999990001".into(), d.clone()];
+    let results = set_source(svc, &keys, &to, "ops:alice", "rebate correction")
+        .await
+        .unwrap();
+    let outcomes: Vec<&str> = results.iter().map(|r| r.outcome.as_str()).collect();
+    assert_eq!(outcomes, ["changed", "changed", "refused", "unchanged"]);
+    assert!(!source_correction_complete(&results));
+    match &results[2].outcome {
+        SourceOutcome::Refused(why) => assert!(why.contains("SUB_MERCHANT_NOT_EXIST"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    for smid in [&a, &b, &d] {
+        assert_eq!(
+            alipay_profile(&w, smid).await.source.as_deref(),
+            Some(to.as_str()),
+            "Alipay holds the new source of {smid}"
+        );
+        assert_eq!(merchant(&w, smid).await.source, to);
+    }
+    let refused = svc.store.merchant(lost.id).await.unwrap().unwrap();
+    assert_eq!(refused.source.as_str(), old, "refused: not recorded");
+    assert!(svc.store.source_changes(lost.id).await.unwrap().is_empty());
+    let trail = svc
+        .store
+        .source_changes(merchant(&w, &a).await.id)
+        .await
+        .unwrap();
+    assert_eq!(trail.len(), 1);
+    assert_eq!(
+        (trail[0].from.as_str(), trail[0].actor.as_str()),
+        (old, "ops:alice")
+    );
+    let report = jianlian_gateway::ops::source_report_json(&results);
+    assert_eq!(
+        (report["changed"].clone(), report["refused"].clone()),
+        (json!(2), json!(1))
+    );
+
+    // Alipay does not answer: nothing is recorded, and running it again later works.
+    w.fault(
+        "ant.merchant.expand.indirect.modify",
+        None,
+        jianlian_sandbox::FaultAction::SystemError { apply: false },
+        None,
+    )
+    .await;
+    let back = Pid::parse(old).unwrap();
+    let rows = w.rows().await;
+    let results = set_source(svc, &[a.clone(), b.clone()], &back, "ops:bob", "undo")
+        .await
+        .unwrap();
+    assert!(
+        results
+            .iter()
+            .all(|r| matches!(r.outcome, SourceOutcome::Unknown(_))),
+        "{results:?}"
+    );
+    assert_eq!(w.rows().await, rows, "nothing recorded");
+    assert_eq!(merchant(&w, &a).await.source, to);
+    w.sandbox.clear_faults().await.unwrap();
+    let results = set_source(svc, &[a.clone(), b.clone()], &back, "ops:bob", "undo")
+        .await
+        .unwrap();
+    assert!(source_correction_complete(&results), "{results:?}");
+    assert_eq!(alipay_profile(&w, &b).await.source.as_deref(), Some(old));
+    assert_eq!(merchant(&w, &b).await.source, back);
+}
+e2e!(bulk_source_correction_reaches_alipay_first, pg);
+
+/// R2.2 with modify: a business licence that belongs to another merchant is
+/// refused before Alipay is called, so Alipay and the registry never disagree.
+async fn modify_to_another_merchants_licence_is_refused_before_alipay(db: Db) {
+    let w = World::new(db).await;
+    let _first = w.onboard(&w.channel, "EXT1", "91310000000000001A").await;
+    let second = w.onboard(&w.channel, "EXT2", "91310000000000002B").await;
+    let rows = w.rows().await;
+    let out = w
+        .channel
+        .call(&IndirectModify {
+            sub_merchant_id: second.clone(),
+            profile: MerchantProfile {
+                business_license: Some("91310000000000001A".into()),
+                alias_name: Some("改名".into()),
+                ..Default::default()
+            },
+        })
+        .await;
+    assert_eq!(sub_code(&out), "JL.MERCHANT_DUPLICATE");
+    assert!(failure_msg(&out).contains("91310000000000001A"), "{out:?}");
+    assert_eq!(w.rows().await, rows, "the registry is unchanged");
+    let at_alipay = alipay_profile(&w, &second).await;
+    assert_eq!(
+        (
+            at_alipay.business_license.as_deref(),
+            at_alipay.alias_name.as_deref()
+        ),
+        (Some("91310000000000002B"), Some("EXT2餐厅")),
+        "Alipay was not told"
+    );
+    // Its own licence, repeated, is no conflict.
+    let same = w
+        .channel
+        .call(&IndirectModify {
+            sub_merchant_id: second.clone(),
+            profile: MerchantProfile {
+                business_license: Some("91310000000000002B".into()),
+                alias_name: Some("改名".into()),
+                ..Default::default()
+            },
+        })
+        .await;
+    assert!(same.is_success(), "{same:?}");
+    assert_eq!(
+        alipay_profile(&w, &second).await.alias_name.as_deref(),
+        Some("改名")
+    );
+}
+e2e!(modify_to_another_merchants_licence_is_refused_before_alipay);

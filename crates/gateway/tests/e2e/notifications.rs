@@ -263,6 +263,16 @@ async fn forged_tampered_and_replayed_notifications(db: Db) {
         "fail",
         "other seller"
     );
+    // Alipay always names the seller: a notification without one is not Alipay's.
+    let sellerless: Vec<(String, String)> = fields("20.00", &app, &pid)
+        .into_iter()
+        .filter(|(k, _)| k != "seller_id")
+        .collect();
+    assert_eq!(
+        post(sign(&sellerless, &w.alipay_key)).await,
+        "fail",
+        "no seller"
+    );
     let mut unknown = fields("20.00", &app, &pid);
     unknown[5].1 = "JL20260302999999999999".into();
     assert_eq!(

@@ -140,8 +140,8 @@ async fn partial_then_full_refund_returns_the_fee(db: Db) {
     statuses.sort();
     assert_eq!(
         statuses,
-        vec!["TRADE_CLOSED", "TRADE_SUCCESS"],
-        "the channel hears of the payment and of the full refund (in any order, as from Alipay)"
+        vec!["TRADE_CLOSED", "TRADE_SUCCESS", "TRADE_SUCCESS"],
+        "the channel hears of the payment, the partial refund and the full refund (in any order, as from Alipay)"
     );
     books_agree_with_alipay(&w).await;
 }
@@ -302,3 +302,100 @@ async fn credit_funding_takes_the_credit_rate(db: Db) {
     books_agree_with_alipay(&w).await;
 }
 e2e!(credit_funding_takes_the_credit_rate);
+
+/// R7 with R10: the channel hears of every refund as the acquirer hears of
+/// it from Alipay: a partial refund notifies `TRADE_SUCCESS` again, the last
+/// one `TRADE_CLOSED` (once), each carrying `refund_fee` (refunded so far),
+/// `gmt_refund` and `out_biz_no`; a refund confirmed later by refund query
+/// is notified then. Repeating a refund notifies nothing more.
+async fn every_refund_is_notified_to_the_channel(db: Db) {
+    let w = World::new(db).await;
+    let smid = w.onboard(&w.channel, "M1", "91310000000000001A").await;
+    assert!(w.pay(&w.channel, &smid, "N1", "100.00").await.is_success());
+    w.settle().await;
+    for (amount, request) in [("30.00", "N1-R1"), ("20.00", "N1-R2"), ("50.00", "N1-R3")] {
+        let out = w.channel.call(&refund("N1", amount, request)).await;
+        assert!(out.is_success(), "{out:?}");
+        w.settle().await;
+    }
+    assert!(
+        w.channel
+            .call(&refund("N1", "20.00", "N1-R2"))
+            .await
+            .is_success()
+    );
+    w.settle().await;
+    let got = w.receiver.all();
+    let seen: Vec<(Option<&str>, Option<&str>, Option<&str>)> = got
+        .iter()
+        .map(|n| {
+            (
+                n.get("trade_status"),
+                n.get("refund_fee"),
+                n.get("out_biz_no"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            (Some("TRADE_SUCCESS"), None, None),
+            (Some("TRADE_SUCCESS"), Some("30.00"), Some("N1-R1")),
+            (Some("TRADE_SUCCESS"), Some("50.00"), Some("N1-R2")),
+            (Some("TRADE_CLOSED"), Some("100.00"), Some("N1-R3")),
+        ]
+    );
+    for n in &got[1..] {
+        n.verify(
+            w.gateway_key.public_key(),
+            Some(jianlian_alipay::SignType::Rsa2),
+        )
+        .expect("signed with the gateway's key");
+        assert_eq!(n.get("out_trade_no"), Some("N1"), "the channel's number");
+        assert_eq!(n.get("total_amount"), Some("100.00"));
+        let gmt = n.get("gmt_refund").unwrap();
+        assert!(gmt.starts_with("2026-03-02 10:"), "{gmt}");
+    }
+    let ids: std::collections::BTreeSet<_> = got.iter().map(|n| n.get("notify_id")).collect();
+    assert_eq!(ids.len(), got.len(), "one notify_id per message");
+
+    // Alipay's answer is lost; the refund query confirms it, and the
+    // channel is told then.
+    assert!(w.pay(&w.channel, &smid, "N2", "50.00").await.is_success());
+    w.fault(
+        "alipay.trade.refund",
+        Some("10.00"),
+        jianlian_sandbox::FaultAction::Unknown { apply: true },
+        Some(1),
+    )
+    .await;
+    let lost = w.channel.call(&refund("N2", "10.00", "N2-R1")).await;
+    assert!(!lost.is_success(), "{lost:?}");
+    w.settle().await;
+    let before = w.receiver.all().len();
+    w.advance(30).await;
+    let t = w.trade(&w.channel, "N2").await;
+    let store = &w.gateway.service().store;
+    assert_eq!(
+        store.refunds_of_trade(t.id).await.unwrap()[0].state,
+        RefundState::Succeeded
+    );
+    let got = w.receiver.all();
+    assert_eq!(got.len(), before + 1, "{got:?}");
+    let n = got.last().unwrap();
+    assert_eq!(
+        (
+            n.get("out_trade_no"),
+            n.get("trade_status"),
+            n.get("refund_fee"),
+            n.get("out_biz_no")
+        ),
+        (
+            Some("N2"),
+            Some("TRADE_SUCCESS"),
+            Some("10.00"),
+            Some("N2-R1")
+        )
+    );
+}
+e2e!(every_refund_is_notified_to_the_channel, pg);

@@ -226,3 +226,77 @@ async fn two_gateways_run_each_step_once(db: Db) {
     assert_eq!(upstream.queries, 12, "Alipay was polled exactly 12 times");
 }
 e2e!(two_gateways_run_each_step_once, pg);
+
+/// The sweeper fixes gaps without churn: a trade past its deadline whose
+/// cancel is backing off while Alipay is down keeps its step job as
+/// scheduled (no re-queue, no claim, nothing counted at each tick); once
+/// that job is lost, the next sweep revives it, and then leaves it be.
+async fn sweeper_leaves_a_backing_off_loop_alone(db: Db) {
+    let w = World::new(db).await;
+    let smid = w.onboard(&w.channel, "M1", "91310000000000001A").await;
+    w.fault(
+        "alipay.trade.cancel",
+        None,
+        jianlian_sandbox::FaultAction::SystemError { apply: false },
+        None,
+    )
+    .await;
+    let out = w.pay(&w.channel, &smid, "B1", "1000.00").await;
+    assert!(matches!(out, Outcome::InProgress(_)), "{out:?}");
+    let store = &w.gateway.service().store;
+    let policy = *store.policy();
+    // Polls, then cancels that Alipay does not answer, until past the deadline.
+    let t = w.trade(&w.channel, "B1").await;
+    let deadline = jianlian_core::closed_loop::deadline(&t, &policy);
+    while w.clock_now() <= deadline {
+        w.advance(5).await;
+    }
+    let t = w.trade(&w.channel, "B1").await;
+    assert_eq!(t.state, TradeState::Paying);
+    assert!(t.progress.cancels >= 7, "{:?}", t.progress);
+    let planned = jianlian_core::closed_loop::plan(&t, &policy).unwrap();
+    assert!(planned.due_at > w.clock_now(), "the next cancel waits");
+    let key = format!("{}:{}:{}", jianlian_store::TRADE_STEP_JOB, t.id, t.version);
+    let job = store.job_by_key(&key).await.unwrap().unwrap();
+    assert_eq!(job.run_at, planned.due_at);
+    for _ in 0..20 {
+        w.sandbox.advance(1).await.unwrap();
+        let report = w.gateway.run_due().await.unwrap();
+        assert_eq!(
+            (report.swept, report.claimed),
+            (0, 0),
+            "an overdue trade on schedule is not re-queued"
+        );
+    }
+    let after = store.job_by_key(&key).await.unwrap().unwrap();
+    assert_eq!((after.run_at, after.attempts), (job.run_at, job.attempts));
+    assert_eq!(w.trade(&w.channel, "B1").await.version, t.version);
+
+    // The job is lost: the next sweep revives it, once.
+    let mut tx = store.begin().await.unwrap();
+    sqlx::query("UPDATE jobs SET state = 'dead' WHERE dedupe_key = $1")
+        .bind(key.clone())
+        .execute(tx.connection())
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    w.sandbox.advance(1).await.unwrap();
+    let report = w.gateway.run_due().await.unwrap();
+    assert_eq!(report.swept, 1, "{report:?}");
+    let revived = store.job_by_key(&key).await.unwrap().unwrap();
+    assert_eq!(revived.state, jianlian_store::JobState::Queued);
+    assert_eq!(revived.run_at, planned.due_at, "back on its schedule");
+    w.sandbox.advance(1).await.unwrap();
+    assert_eq!(w.gateway.run_due().await.unwrap().swept, 0);
+
+    // Alipay is back: the cancel at its time closes the trade.
+    w.sandbox.clear_faults().await.unwrap();
+    w.advance(600).await;
+    let t = w.trade(&w.channel, "B1").await;
+    assert!(
+        matches!(t.state, TradeState::Cancelled { .. }),
+        "{:?}",
+        t.state
+    );
+}
+e2e!(sweeper_leaves_a_backing_off_loop_alone, pg);
