@@ -3,6 +3,7 @@
 //! (a bill file is saved to `--out` instead).
 
 use std::io::Write as _;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
@@ -30,6 +31,12 @@ enum Command {
     /// Apps (an acquirer's app_id, PID and keys).
     #[command(subcommand)]
     Apps(Apps),
+    /// Certificate mode: the Alipay public-key certificate and the root bundle.
+    Certs {
+        /// Also write alipayCertPublicKey_RSA2.crt and alipayRootCert.crt here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Buyers and their funding.
     #[command(subcommand)]
     Buyers(Buyers),
@@ -164,12 +171,28 @@ enum Apps {
         /// Certificate mode: the app public-key certificate (file or PEM).
         #[arg(long)]
         cert: Option<String>,
+        /// Certificate mode: the sandbox issues the certificate of --public-key.
+        #[arg(long)]
+        certificate_mode: bool,
+        /// Certificate mode: also write the app certificate, the Alipay
+        /// certificate and the root bundle here, under Alipay's file names.
+        #[arg(long)]
+        out: Option<PathBuf>,
         #[command(flatten)]
         settings: AppSettings,
     },
     /// Changes an app's settings.
     Update {
         app_id: String,
+        /// Public key to rotate to (file or text); keeps the app's mode.
+        #[arg(long)]
+        public_key: Option<String>,
+        /// true: certificate mode (a certificate is issued); false: public-key mode.
+        #[arg(long)]
+        certificate_mode: Option<bool>,
+        /// Certificate mode: also write the three certificate files here.
+        #[arg(long)]
+        out: Option<PathBuf>,
         #[command(flatten)]
         settings: AppSettings,
     },
@@ -379,6 +402,12 @@ fn insert<T: Into<Value>>(map: &mut Map<String, Value>, key: &str, value: Option
     }
 }
 
+/// Inserts the text of a `--flag FILE-or-TEXT` argument.
+fn insert_file(map: &mut Map<String, Value>, key: &str, arg: Option<&str>) -> anyhow::Result<()> {
+    insert(map, key, arg.map(file_or_text).transpose()?);
+    Ok(())
+}
+
 fn app_settings(s: AppSettings) -> Map<String, Value> {
     let mut m = Map::new();
     insert(&mut m, "name", s.name);
@@ -424,32 +453,72 @@ fn query(params: &[(&str, Option<String>)]) -> String {
     }
 }
 
+/// Writes the certificate files of a control-API answer into `dir`, under
+/// the names Alipay's console gives them, and says so on stderr.
+fn write_cert_files(dir: &Path, answer: &Value) -> anyhow::Result<()> {
+    let mut files = Vec::new();
+    if let (Some(pem), Some(app_id)) = (answer["app_cert"].as_str(), answer["app_id"].as_str()) {
+        files.push((format!("appCertPublicKey_{app_id}.crt"), pem));
+    }
+    if let Some(pem) = answer["alipay_cert"].as_str() {
+        files.push(("alipayCertPublicKey_RSA2.crt".to_owned(), pem));
+    }
+    if let Some(pem) = answer["alipay_root_cert"].as_str() {
+        files.push(("alipayRootCert.crt".to_owned(), pem));
+    }
+    if files.is_empty() {
+        bail!("the app is not in certificate mode: there are no certificates to write");
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut err = std::io::stderr().lock();
+    for (name, pem) in files {
+        let path = dir.join(name);
+        std::fs::write(&path, pem).with_context(|| format!("writing {}", path.display()))?;
+        writeln!(err, "wrote {}", path.display())?;
+    }
+    Ok(())
+}
+
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let base = args.url.trim_end_matches('/').to_owned();
+    // Where to write the certificate files of the answer, if anywhere.
+    let mut cert_files: Option<PathBuf> = None;
     let (verb, path) = match *args.command {
         Command::Info => (Verb::Get, "/sandbox".to_owned()),
         Command::Apps(Apps::Create {
             public_key,
             cert,
+            certificate_mode,
+            out,
             settings,
         }) => {
             let mut m = app_settings(settings);
-            insert(
-                &mut m,
-                "app_public_key",
-                public_key.as_deref().map(file_or_text).transpose()?,
-            );
-            insert(
-                &mut m,
-                "app_cert",
-                cert.as_deref().map(file_or_text).transpose()?,
-            );
+            insert_file(&mut m, "app_public_key", public_key.as_deref())?;
+            insert_file(&mut m, "app_cert", cert.as_deref())?;
+            insert(&mut m, "certificate_mode", certificate_mode.then_some(true));
+            cert_files = out;
             (Verb::Post(Value::Object(m)), "/sandbox/apps".to_owned())
         }
-        Command::Apps(Apps::Update { app_id, settings }) => (
-            Verb::Patch(Value::Object(app_settings(settings))),
-            format!("/sandbox/apps/{app_id}"),
-        ),
+        Command::Apps(Apps::Update {
+            app_id,
+            public_key,
+            certificate_mode,
+            out,
+            settings,
+        }) => {
+            let mut m = app_settings(settings);
+            insert_file(&mut m, "app_public_key", public_key.as_deref())?;
+            insert(&mut m, "certificate_mode", certificate_mode);
+            cert_files = out;
+            (
+                Verb::Patch(Value::Object(m)),
+                format!("/sandbox/apps/{app_id}"),
+            )
+        }
+        Command::Certs { out } => {
+            cert_files = out;
+            (Verb::Get, "/sandbox/certs".to_owned())
+        }
         Command::Apps(Apps::Get { app_id }) => (Verb::Get, format!("/sandbox/apps/{app_id}")),
         Command::Buyers(Buyers::Create {
             balance,
@@ -722,5 +791,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let mut out = std::io::stdout().lock();
     writeln!(out, "{pretty}")?;
+    drop(out);
+    if let Some(dir) = cert_files {
+        let answer: Value = serde_json::from_str(&pretty).context("reading the answer")?;
+        write_cert_files(&dir, &answer)?;
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -204,3 +204,73 @@ fn sandbox_and_ctl_round_trip_with_restart() {
         "the clock offset was lost: {now} < {smid_less_now}"
     );
 }
+
+/// `sandbox-ctl apps create --certificate-mode --out DIR` and `certs --out DIR`
+/// write the three certificate files under Alipay's names, with the SNs the
+/// answer states.
+#[test]
+fn sandbox_ctl_writes_certificate_files() {
+    use jianlian_alipay::cert::{Certificate, root_cert_sn};
+
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("app_public.pem");
+    std::fs::write(
+        &key_file,
+        PrivateKey::generate_2048().unwrap().public_key().to_pem(),
+    )
+    .unwrap();
+    let s = start(&dir.path().join("state"));
+    let out = dir.path().join("certs");
+    let key = key_file.to_str().unwrap();
+    let app = ctl(
+        &s.base,
+        &[
+            "apps",
+            "create",
+            "--public-key",
+            key,
+            "--certificate-mode",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    let read = |name: &str| std::fs::read_to_string(out.join(name)).unwrap();
+    let app_file = read(&format!(
+        "appCertPublicKey_{}.crt",
+        app["app_id"].as_str().unwrap()
+    ));
+    assert_eq!(
+        Certificate::from_text(&app_file).unwrap().sn(),
+        app["app_cert_sn"]
+    );
+    assert_eq!(
+        Certificate::from_text(&read("alipayCertPublicKey_RSA2.crt"))
+            .unwrap()
+            .sn(),
+        app["alipay_cert_sn"]
+    );
+    assert_eq!(
+        root_cert_sn(&read("alipayRootCert.crt")).unwrap(),
+        app["alipay_root_cert_sn"]
+    );
+
+    let again = dir.path().join("again");
+    let certs = ctl(&s.base, &["certs", "--out", again.to_str().unwrap()]);
+    assert_eq!(certs["alipay_root_cert_sn"], app["alipay_root_cert_sn"]);
+    assert_eq!(
+        std::fs::read_to_string(again.join("alipayRootCert.crt")).unwrap(),
+        read("alipayRootCert.crt")
+    );
+    let err = ctl_fails(
+        &s.base,
+        &[
+            "apps",
+            "create",
+            "--public-key",
+            key,
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert!(err.contains("not in certificate mode"), "{err}");
+}

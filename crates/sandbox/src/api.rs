@@ -81,6 +81,7 @@ pub const METHODS: &[&str] = &[
     "alipay.system.oauth.token",
     "alipay.user.info.share",
     "alipay.data.dataservice.bill.downloadurl.query",
+    "alipay.open.app.alipaycert.download",
 ];
 
 /// Runs a call against the engine.
@@ -100,6 +101,7 @@ pub fn dispatch(core: &mut Core, call: &Call) -> Answer {
         "alipay.system.oauth.token" => core.oauth_token(call),
         "alipay.user.info.share" => core.user_info_share(call),
         "alipay.data.dataservice.bill.downloadurl.query" => core.bill_download_url(call),
+        "alipay.open.app.alipaycert.download" => core.alipaycert_download(call),
         _ => Err(ErrorReply::new(
             Code::InvalidArguments,
             "isv.invalid-method",

@@ -27,17 +27,21 @@ impl IntoResponse for SandboxError {
             SandboxError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             SandboxError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             SandboxError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
-            SandboxError::Journal(_) | SandboxError::Startup(_) => {
+            SandboxError::Journal(_) | SandboxError::Startup(_) | SandboxError::Certs(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal")
             }
         };
         if status == StatusCode::INTERNAL_SERVER_ERROR {
             tracing::error!("control API: {self}");
         }
-        let message = if status == StatusCode::INTERNAL_SERVER_ERROR {
-            "the sandbox could not save its state; see its log".to_owned()
-        } else {
-            self.to_string()
+        let message = match &self {
+            SandboxError::Certs(_) => {
+                "the sandbox could not make a certificate; see its log".to_owned()
+            }
+            _ if status == StatusCode::INTERNAL_SERVER_ERROR => {
+                "the sandbox could not save its state; see its log".to_owned()
+            }
+            _ => self.to_string(),
         };
         (
             status,
@@ -79,6 +83,9 @@ pub async fn index(State(s): State<Arc<Shared>>) -> Res {
 
 pub async fn create_app(State(s): State<Arc<Shared>>, text: String) -> Res {
     let spec: AppSpec = body(&text)?;
+    if spec.needs_certs() {
+        s.ensure_certs_async().await?;
+    }
     to_json(&s.create_app(spec)?)
 }
 
@@ -88,7 +95,17 @@ pub async fn update_app(
     text: String,
 ) -> Res {
     let spec: AppSpec = body(&text)?;
+    if spec.needs_certs() {
+        s.ensure_certs_async().await?;
+    }
     to_json(&s.update_app(&app_id, spec)?)
+}
+
+/// `GET /sandbox/certs`: the Alipay public-key certificate and the root
+/// bundle, with their SNs (made on first use).
+pub async fn certs(State(s): State<Arc<Shared>>) -> Res {
+    s.ensure_certs_async().await?;
+    to_json(&s.certs()?)
 }
 
 pub async fn get_app(State(s): State<Arc<Shared>>, Path(app_id): Path<String>) -> Res {

@@ -1,8 +1,9 @@
 //! Alipay's `gateway.do` over HTTP (protocol.md §11): GET and POST, origin- and
 //! absolute-form targets, query and body merged, checks in Alipay's order,
 //! every answer signed under the method key with the request's sign type
-//! (`isv.invalid-signature` echoing the sign content), certificate mode
-//! (`alipay_cert_sn`), AES-encrypted requests and answers, and the transport
+//! (`isv.invalid-signature` echoing the sign content), certificate mode (the
+//! app's and the root bundle's SNs checked, `alipay_cert_sn` in answers),
+//! AES-encrypted requests and answers, and the transport
 //! faults (delay, drop before or after applying, wrong key, unknown results).
 
 use std::sync::Arc;
@@ -125,8 +126,10 @@ pub async fn serve(shared: &Arc<Shared>, raw: RawRequest<'_>) -> GatewayOutcome 
     let Some(app) = shared.read(|c| c.st.apps.get(&auth.app_id).cloned()) else {
         return fail(&ErrorReply::unknown());
     };
-    // Certificate mode: an app registered with a certificate must name it.
+    // Certificate mode: an app registered with a certificate must name it and
+    // the sandbox's root bundle (Alipay's sub_codes, protocol.md §8.2).
     if let Some(expected) = app.app_cert_sn.as_deref() {
+        let root = shared.read(|c| c.st.certs.as_ref().map(|x| x.alipay_root_cert_sn.clone()));
         let e = match (req.get("app_cert_sn"), req.get("alipay_root_cert_sn")) {
             (None, _) => Some(ErrorReply::new(
                 Code::InvalidArguments,
@@ -135,15 +138,22 @@ pub async fn serve(shared: &Arc<Shared>, raw: RawRequest<'_>) -> GatewayOutcome 
             )),
             (Some(sn), _) if sn != expected => Some(ErrorReply::new(
                 Code::InvalidArguments,
-                "isv.invalid-app-cert-sn",
+                "isv.app-cert-not-exist",
                 format!(
-                    "应用公钥证书序列号不匹配: app_cert_sn {sn} is not the registered certificate's"
+                    "应用公钥证书不存在: app_cert_sn {sn} is not the SN of the app's certificate"
                 ),
             )),
             (_, None) => Some(ErrorReply::new(
                 Code::InvalidArguments,
                 "isv.missing-alipay-root-cert-sn",
                 "缺少支付宝根证书序列号",
+            )),
+            (_, Some(sn)) if Some(sn) != root.as_deref() => Some(ErrorReply::new(
+                Code::InvalidArguments,
+                "isv.invalid-alipay-root-cert-sn",
+                format!(
+                    "无效支付宝根证书序列号: alipay_root_cert_sn {sn} is not the SN of the sandbox's root bundle (GET /sandbox/certs)"
+                ),
             )),
             _ => None,
         };
@@ -153,8 +163,8 @@ pub async fn serve(shared: &Arc<Shared>, raw: RawRequest<'_>) -> GatewayOutcome 
     } else if req.is_cert_mode() {
         let e = ErrorReply::new(
             Code::InvalidArguments,
-            "isv.invalid-app-cert-sn",
-            "this app registered a public key, not a certificate: drop app_cert_sn",
+            "isv.app-cert-not-exist",
+            "应用公钥证书不存在: this app registered a public key, not a certificate; drop app_cert_sn",
         );
         return fail(&e);
     }
@@ -201,9 +211,11 @@ pub async fn serve(shared: &Arc<Shared>, raw: RawRequest<'_>) -> GatewayOutcome 
     let answering = Answering {
         key: key.clone(),
         sign_type,
-        cert_sn: req
-            .is_cert_mode()
-            .then(|| shared.read(|c| c.st.meta.alipay_cert_sn.clone())),
+        cert_sn: if req.is_cert_mode() {
+            shared.read(|c| c.st.certs.as_ref().map(|x| x.alipay_cert_sn.clone()))
+        } else {
+            None
+        },
         aes: if req.is_encrypted() { aes } else { None },
         wrong_key: wrong,
     };

@@ -12,6 +12,7 @@ pub mod api;
 pub mod bills;
 pub mod bills_control;
 pub mod calendar;
+pub mod certs;
 pub mod clock;
 pub mod control;
 pub mod faults;
@@ -43,8 +44,8 @@ pub use calendar::{Calendar, CalendarError};
 pub use clock::SandboxClock;
 pub use faults::{FaultAction, FaultRule};
 pub use sandbox::{
-    AppCreated, AppSpec, BillingOptions, BuyerCreated, BuyerSpec, CardSpec, Sandbox, SandboxConfig,
-    SandboxHandle, Shared, VoucherSpec,
+    AppCreated, AppSpec, BillingOptions, BuyerCreated, BuyerSpec, CardSpec, Sandbox, SandboxCerts,
+    SandboxConfig, SandboxHandle, Shared, VoucherSpec,
 };
 pub use scheduler::{DueReport, TimedWork};
 pub use settlement::{Payout, PayoutFilter, PayoutStatus};
@@ -63,6 +64,8 @@ pub enum SandboxError {
     Journal(#[from] journal::JournalError),
     #[error("cannot start the sandbox: {0}")]
     Startup(String),
+    #[error("{0}")]
+    Certs(#[from] certs::CertError),
 }
 
 impl From<trades::ActionError> for SandboxError {
@@ -90,6 +93,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
             "/sandbox/apps/{app_id}",
             get(control::get_app).patch(control::update_app),
         )
+        .route("/sandbox/certs", get(control::certs))
         .route("/sandbox/buyers", post(control::create_buyer))
         .route("/sandbox/buyers/{buyer_id}", get(control::get_buyer))
         .route(

@@ -24,10 +24,6 @@ pub struct Meta {
     pub clock_offset_secs: i64,
     /// Alipay's private key, PKCS#8 base64. Secret: never logged.
     pub alipay_key_pkcs8: String,
-    /// SN of the sandbox's Alipay public-key "certificate" (certificate mode).
-    pub alipay_cert_sn: String,
-    /// `alipay_root_cert_sn` the sandbox expects from certificate-mode apps.
-    pub alipay_root_cert_sn: String,
     pub fault_seq: u64,
 }
 
@@ -37,7 +33,6 @@ impl std::fmt::Debug for Meta {
             .field("ids", &self.ids)
             .field("clock_offset_secs", &self.clock_offset_secs)
             .field("alipay_key_pkcs8", &"(..)")
-            .field("alipay_cert_sn", &self.alipay_cert_sn)
             .finish()
     }
 }
@@ -103,6 +98,9 @@ pub struct App {
     pub public_key: String,
     /// Certificate mode: the SN of the registered app certificate.
     pub app_cert_sn: Option<String>,
+    /// Certificate mode: the app certificate file (PEM), issued or uploaded.
+    #[serde(default)]
+    pub app_cert: Option<String>,
     pub settlement: Settlement,
     pub fee_rate: Rate,
     pub refund_position: RefundPosition,
@@ -668,4 +666,7 @@ pub struct State {
     /// How far bills and payouts have got.
     #[serde(default)]
     pub billing: crate::bills::BillingCursor,
+    /// Certificate mode's hierarchy, made when an app first needs it.
+    #[serde(default)]
+    pub certs: Option<crate::certs::CertsRecord>,
 }

@@ -20,6 +20,7 @@ use crate::SandboxError;
 use crate::bills::store::BillStore;
 use crate::bills::{BillRecord, BillWork};
 use crate::calendar::Calendar;
+use crate::certs::CertsRecord;
 use crate::clock::SandboxClock;
 use crate::faults::{FaultRule, RULES_MAX};
 use crate::journal::{self, Journal};
@@ -187,10 +188,11 @@ impl Sandbox {
         let (state, journal) = match &config.state_dir {
             Some(dir) => {
                 let loaded = journal::load(dir)?;
-                let state = match loaded {
+                let mut state = match loaded {
                     Some(s) => s,
                     None => Core::fresh_state(config.seed, &alipay_key(&config)?),
                 };
+                crate::certs::migrate(&mut state, config.clock.now())?;
                 let j = Journal::create(dir, &state)?;
                 (state, Some(j))
             }
@@ -304,6 +306,10 @@ pub struct AppSpec {
     /// Certificate mode: the app public-key certificate (PEM).
     #[serde(default)]
     pub app_cert: Option<String>,
+    /// `true`: certificate mode, the sandbox issues the certificate of
+    /// `app_public_key`. `false` (on update): back to public-key mode.
+    #[serde(default)]
+    pub certificate_mode: Option<bool>,
     #[serde(default)]
     pub name: Option<String>,
     /// Join an existing acquirer (PID) instead of creating one.
@@ -340,9 +346,40 @@ pub struct AppCreated {
     pub pid: String,
     /// Bare base64 SPKI.
     pub alipay_public_key: String,
-    pub alipay_cert_sn: String,
-    pub alipay_root_cert_sn: String,
+    /// Certificate mode only (as every field below but `gateway_url`): the SN
+    /// of `alipay_cert`, which answers carry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alipay_cert_sn: Option<String>,
+    /// The SN of `alipay_root_cert`, which requests must carry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alipay_root_cert_sn: Option<String>,
     pub gateway_url: String,
+    /// The SN of `app_cert`, which requests must carry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_cert_sn: Option<String>,
+    /// The app public-key certificate, PEM (`appCertPublicKey_<app_id>.crt`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_cert: Option<String>,
+    /// The Alipay public-key certificate, PEM (`alipayCertPublicKey_RSA2.crt`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alipay_cert: Option<String>,
+    /// The root bundle, PEM (`alipayRootCert.crt`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alipay_root_cert: Option<String>,
+}
+
+/// The answer to `GET /sandbox/certs`: what a certificate-mode app configures
+/// besides its own certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxCerts {
+    /// The Alipay public-key certificate, PEM (`alipayCertPublicKey_RSA2.crt`).
+    pub alipay_cert: String,
+    pub alipay_cert_sn: String,
+    /// The root bundle, PEM (`alipayRootCert.crt`).
+    pub alipay_root_cert: String,
+    pub alipay_root_cert_sn: String,
+    /// Bare base64 SPKI: the key inside `alipay_cert`.
+    pub alipay_public_key: String,
 }
 
 /// `POST /sandbox/buyers`.
@@ -476,6 +513,9 @@ impl SandboxHandle {
     }
 
     pub async fn create_app(&self, spec: AppSpec) -> Result<AppCreated, SandboxError> {
+        if spec.needs_certs() {
+            self.shared.ensure_certs_async().await?;
+        }
         self.shared.create_app(spec)
     }
 
@@ -484,7 +524,17 @@ impl SandboxHandle {
         app_id: &str,
         spec: AppSpec,
     ) -> Result<AppCreated, SandboxError> {
+        if spec.needs_certs() {
+            self.shared.ensure_certs_async().await?;
+        }
         self.shared.update_app(app_id, spec)
+    }
+
+    /// The Alipay public-key certificate and the root bundle (made now if no
+    /// app has needed them yet).
+    pub async fn certs(&self) -> Result<SandboxCerts, SandboxError> {
+        self.shared.ensure_certs_async().await?;
+        self.shared.certs()
     }
 
     pub async fn create_buyer(&self, spec: BuyerSpec) -> Result<BuyerCreated, SandboxError> {
@@ -690,10 +740,57 @@ impl Drop for SandboxHandle {
 }
 
 impl Shared {
+    /// The certificate hierarchy, made and kept now if there is none yet.
+    /// Making it takes about a second of CPU, outside the state lock.
+    pub fn ensure_certs(self: &Arc<Self>) -> Result<CertsRecord, SandboxError> {
+        if let Some(c) = self.read(|c| c.st.certs.clone()) {
+            return Ok(c);
+        }
+        let alipay_key = self.read(|c| c.alipay_key.public_key().clone());
+        let made = crate::certs::generate(&alipay_key, self.clock.now())?;
+        self.with(|core| match core.st.certs.clone() {
+            // Another caller made one meanwhile: keep the first.
+            Some(kept) => kept,
+            None => {
+                core.put_certs(made.clone());
+                made
+            }
+        })
+    }
+
+    /// [`Shared::ensure_certs`] on a blocking thread when there is work to do.
+    pub async fn ensure_certs_async(self: &Arc<Self>) -> Result<(), SandboxError> {
+        if self.read(|c| c.st.certs.is_some()) {
+            return Ok(());
+        }
+        let shared = self.clone();
+        tokio::task::spawn_blocking(move || shared.ensure_certs())
+            .await
+            .map_err(|e| crate::certs::CertError(format!("making the certificates: {e}")))??;
+        Ok(())
+    }
+
+    /// `GET /sandbox/certs`.
+    pub fn certs(self: &Arc<Self>) -> Result<SandboxCerts, SandboxError> {
+        let certs = self.ensure_certs()?;
+        Ok(SandboxCerts {
+            alipay_cert: certs.alipay_cert,
+            alipay_cert_sn: certs.alipay_cert_sn,
+            alipay_root_cert: certs.root_bundle,
+            alipay_root_cert_sn: certs.alipay_root_cert_sn,
+            alipay_public_key: self.read(|c| c.alipay_key.public_key().to_base64()),
+        })
+    }
+
     pub fn create_app(self: &Arc<Self>, spec: AppSpec) -> Result<AppCreated, SandboxError> {
-        let (public_key, app_cert_sn) = app_key(&spec)?;
+        let keys = app_keys(&spec, None)?.ok_or_else(|| {
+            bad("app_public_key (PEM or bare base64 SPKI) or app_cert is required")
+        })?;
         let aes_key = check_aes(spec.aes_key.as_deref())?;
         check_refund_window(spec.refund_window_months)?;
+        if keys.needs_certs() {
+            self.ensure_certs()?;
+        }
         let now = self.clock.now();
         let gateway_url = format!("{}/gateway.do", self.base_url);
         self.with(|core| {
@@ -712,7 +809,8 @@ impl Shared {
                     break id;
                 }
             };
-            core.put_app(App {
+            let (public_key, app_cert, app_cert_sn) = keys.resolve(core, &pid, &app_id)?;
+            let app = App {
                 app_id: app_id.clone(),
                 pid: pid.clone(),
                 name: spec
@@ -721,6 +819,7 @@ impl Shared {
                     .unwrap_or_else(|| format!("sandbox app {app_id}")),
                 public_key,
                 app_cert_sn,
+                app_cert,
                 settlement: spec.settlement.unwrap_or_default(),
                 fee_rate: spec
                     .fee_rate
@@ -734,15 +833,10 @@ impl Shared {
                 risk: spec.risk.unwrap_or_default(),
                 created_at: now,
                 empty_bills: spec.empty_bills.unwrap_or(false),
-            });
-            Ok(AppCreated {
-                app_id,
-                pid,
-                alipay_public_key: core.alipay_key.public_key().to_base64(),
-                alipay_cert_sn: core.st.meta.alipay_cert_sn.clone(),
-                alipay_root_cert_sn: core.st.meta.alipay_root_cert_sn.clone(),
-                gateway_url,
-            })
+            };
+            let out = app_answer(core, &app, gateway_url);
+            core.put_app(app);
+            Ok(out)
         })?
     }
 
@@ -755,11 +849,13 @@ impl Shared {
         if spec.pid.is_some() {
             return Err(bad("an app cannot move to another acquirer"));
         }
-        let keys = if spec.app_public_key.is_some() || spec.app_cert.is_some() {
-            Some(app_key(&spec)?)
-        } else {
-            None
-        };
+        let current = self
+            .read(|c| c.st.apps.get(app_id).cloned())
+            .ok_or_else(|| SandboxError::NotFound(format!("app {app_id} does not exist")))?;
+        let keys = app_keys(&spec, Some(&current))?;
+        if keys.as_ref().is_some_and(AppKeys::needs_certs) {
+            self.ensure_certs()?;
+        }
         let aes = match spec.aes_key.as_deref() {
             Some(_) => Some(check_aes(spec.aes_key.as_deref())?),
             None => None,
@@ -771,8 +867,10 @@ impl Shared {
                 core.st.apps.get(app_id).cloned().ok_or_else(|| {
                     SandboxError::NotFound(format!("app {app_id} does not exist"))
                 })?;
-            if let Some((public_key, sn)) = keys {
+            if let Some(keys) = keys {
+                let (public_key, cert, sn) = keys.resolve(core, &app.pid, &app.app_id)?;
                 app.public_key = public_key;
+                app.app_cert = cert;
                 app.app_cert_sn = sn;
             }
             if let Some(aes) = aes {
@@ -808,14 +906,7 @@ impl Shared {
             if let Some(v) = spec.name.clone() {
                 app.name = v;
             }
-            let out = AppCreated {
-                app_id: app.app_id.clone(),
-                pid: app.pid.clone(),
-                alipay_public_key: core.alipay_key.public_key().to_base64(),
-                alipay_cert_sn: core.st.meta.alipay_cert_sn.clone(),
-                alipay_root_cert_sn: core.st.meta.alipay_root_cert_sn.clone(),
-                gateway_url,
-            };
+            let out = app_answer(core, &app, gateway_url);
             core.put_app(app);
             Ok(out)
         })?
@@ -1032,18 +1123,53 @@ impl Shared {
     }
 }
 
-fn app_key(spec: &AppSpec) -> Result<(String, Option<String>), SandboxError> {
-    match (&spec.app_public_key, &spec.app_cert) {
-        (Some(_), Some(_)) => Err(bad("give app_public_key or app_cert, not both")),
-        (None, None) => Err(bad(
-            "app_public_key (PEM or bare base64 SPKI) or app_cert is required",
-        )),
-        (Some(k), None) => PublicKey::from_text(k)
-            .map(|k| (k.to_base64(), None))
-            .map_err(|e| bad(format!("app_public_key: {e}"))),
-        (None, Some(c)) => {
-            let cert = Certificate::from_text(c).map_err(|e| bad(format!("app_cert: {e}")))?;
-            Ok((cert.public_key().to_base64(), Some(cert.sn().to_owned())))
+impl AppSpec {
+    /// Whether the app will be in certificate mode, so the sandbox's
+    /// certificates must exist.
+    pub fn needs_certs(&self) -> bool {
+        self.certificate_mode == Some(true) || self.app_cert.is_some()
+    }
+}
+
+/// How an app proves who it is, from a spec.
+#[derive(Debug)]
+enum AppKeys {
+    /// Public-key mode.
+    PublicKey(PublicKey),
+    /// Certificate mode with a certificate the sandbox issues for the key.
+    Issue(PublicKey),
+    /// Certificate mode with an uploaded certificate.
+    Uploaded { pem: String, cert: Certificate },
+}
+
+impl AppKeys {
+    fn needs_certs(&self) -> bool {
+        !matches!(self, AppKeys::PublicKey(_))
+    }
+
+    /// The app's key (bare base64 SPKI), certificate and its SN.
+    fn resolve(
+        self,
+        core: &Core,
+        pid: &str,
+        app_id: &str,
+    ) -> Result<(String, Option<String>, Option<String>), SandboxError> {
+        match self {
+            AppKeys::PublicKey(key) => Ok((key.to_base64(), None, None)),
+            AppKeys::Issue(key) => {
+                let certs = core
+                    .st
+                    .certs
+                    .as_ref()
+                    .ok_or_else(|| SandboxError::Certs(crate::certs::CertError::missing()))?;
+                let issued = certs.issue_app_cert(&key, pid, app_id)?;
+                Ok((key.to_base64(), Some(issued.pem), Some(issued.sn)))
+            }
+            AppKeys::Uploaded { pem, cert } => Ok((
+                cert.public_key().to_base64(),
+                Some(pem),
+                Some(cert.sn().to_owned()),
+            )),
         }
     }
 }
@@ -1061,6 +1187,70 @@ fn check_refund_window(months: Option<u32>) -> Result<(), SandboxError> {
 
 /// Longest refund window an app may have, in months.
 pub const REFUND_WINDOW_MONTHS_MAX: u32 = 24;
+
+/// Reads the key settings of a spec; `None` when an update changes none.
+/// On update, a new `app_public_key` keeps the app's mode unless
+/// `certificate_mode` says otherwise.
+fn app_keys(spec: &AppSpec, current: Option<&App>) -> Result<Option<AppKeys>, SandboxError> {
+    let in_cert_mode = current.is_some_and(|a| a.app_cert_sn.is_some());
+    match (&spec.app_public_key, &spec.app_cert, spec.certificate_mode) {
+        (Some(_), Some(_), _) => Err(bad("give app_public_key or app_cert, not both")),
+        (None, Some(_), Some(false)) => Err(bad(
+            "app_cert is certificate mode: drop certificate_mode false or give app_public_key",
+        )),
+        (None, Some(pem), _) => {
+            let cert = Certificate::from_text(pem).map_err(|e| bad(format!("app_cert: {e}")))?;
+            Ok(Some(AppKeys::Uploaded {
+                pem: pem.trim().to_owned() + "\n",
+                cert,
+            }))
+        }
+        (Some(text), None, mode) => {
+            let key =
+                PublicKey::from_text(text).map_err(|e| bad(format!("app_public_key: {e}")))?;
+            Ok(Some(if mode.unwrap_or(in_cert_mode) {
+                AppKeys::Issue(key)
+            } else {
+                AppKeys::PublicKey(key)
+            }))
+        }
+        (None, None, None) => Ok(None),
+        (None, None, Some(mode)) => {
+            let Some(app) = current else {
+                return Err(bad(
+                    "app_public_key (PEM or bare base64 SPKI) or app_cert is required",
+                ));
+            };
+            if mode == in_cert_mode {
+                return Ok(None);
+            }
+            let key = PublicKey::from_text(&app.public_key)
+                .map_err(|e| bad(format!("the app's key: {e}")))?;
+            Ok(Some(if mode {
+                AppKeys::Issue(key)
+            } else {
+                AppKeys::PublicKey(key)
+            }))
+        }
+    }
+}
+
+/// The answer to `POST /sandbox/apps` and `PATCH /sandbox/apps/{app_id}`.
+fn app_answer(core: &Core, app: &App, gateway_url: String) -> AppCreated {
+    let certs = core.st.certs.as_ref().filter(|_| app.app_cert_sn.is_some());
+    AppCreated {
+        app_id: app.app_id.clone(),
+        pid: app.pid.clone(),
+        alipay_public_key: core.alipay_key.public_key().to_base64(),
+        alipay_cert_sn: certs.map(|c| c.alipay_cert_sn.clone()),
+        alipay_root_cert_sn: certs.map(|c| c.alipay_root_cert_sn.clone()),
+        gateway_url,
+        app_cert_sn: app.app_cert_sn.clone(),
+        app_cert: app.app_cert.clone(),
+        alipay_cert: certs.map(|c| c.alipay_cert.clone()),
+        alipay_root_cert: certs.map(|c| c.root_bundle.clone()),
+    }
+}
 
 fn check_aes(text: Option<&str>) -> Result<Option<String>, SandboxError> {
     match text {

@@ -240,25 +240,23 @@ async fn certificate_mode() {
     let mut config = client.config().clone();
     config.app.cert_sns = Some(CertSns {
         app_cert_sn: cert.sn().to_owned(),
-        alipay_root_cert_sn: app.alipay_root_cert_sn.clone(),
+        alipay_root_cert_sn: app.alipay_root_cert_sn.clone().unwrap(),
     });
-    config.alipay_cert_sn = Some(app.alipay_cert_sn.clone());
+    config.alipay_cert_sn = app.alipay_cert_sn.clone();
     client = AlipayClient::new(config.clone(), Arc::new(clock.clone())).unwrap();
     let (out, exchange) = client
         .execute_logged(&query("C1"), &CallOptions::default())
         .await
         .unwrap();
     assert_eq!(sub_code(&out), "ACQ.TRADE_NOT_EXIST");
-    assert!(
-        exchange
-            .body
-            .unwrap()
-            .contains(&format!("\"alipay_cert_sn\":\"{}\"", app.alipay_cert_sn))
-    );
+    assert!(exchange.body.unwrap().contains(&format!(
+        "\"alipay_cert_sn\":\"{}\"",
+        app.alipay_cert_sn.as_deref().unwrap()
+    )));
     // A wrong app_cert_sn is refused.
     config.app.cert_sns = Some(CertSns {
         app_cert_sn: "0".repeat(32),
-        alipay_root_cert_sn: app.alipay_root_cert_sn,
+        alipay_root_cert_sn: app.alipay_root_cert_sn.unwrap(),
     });
     let wrong = AlipayClient::new(config, Arc::new(clock)).unwrap();
     assert_eq!(
@@ -268,7 +266,7 @@ async fn certificate_mode() {
                 .await
                 .unwrap()
         ),
-        "isv.invalid-app-cert-sn"
+        "isv.app-cert-not-exist"
     );
     let _ = PublicKey::from_text(&app.alipay_public_key).unwrap();
 }

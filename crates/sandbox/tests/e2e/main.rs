@@ -6,6 +6,7 @@ mod bill_props;
 mod bill_sdk;
 mod bill_support;
 mod bills;
+mod certs;
 mod common;
 mod faults;
 mod gateway;

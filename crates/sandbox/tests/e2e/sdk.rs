@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::common::START;
 
-fn interop() -> PathBuf {
+pub(crate) fn interop() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../interop")
 }
 
@@ -47,7 +47,7 @@ async fn world(listen: SocketAddr) -> (SandboxHandle, Value) {
     (sandbox, cfg)
 }
 
-async fn run_driver(program: PathBuf, script: &str, cfg: &Value) -> Value {
+pub(crate) async fn run_driver(program: PathBuf, script: &str, cfg: &Value) -> Value {
     let mut cmd = tokio::process::Command::new(&program);
     cmd.arg(interop().join(script))
         .arg(cfg.to_string())
