@@ -194,6 +194,17 @@ pub fn sub_code<T: std::fmt::Debug>(outcome: &Outcome<T>) -> String {
     }
 }
 
+/// The sub_code of an answer the client must confirm by query (a code whose
+/// action is QUERY, such as `ACQ.TRADE_HAS_SUCCESS`); panics otherwise.
+pub fn query_sub_code<T: std::fmt::Debug>(outcome: &Outcome<T>) -> String {
+    match outcome {
+        Outcome::Unknown(jianlian_alipay::UnknownReason::Gateway { sub_code, .. }) => {
+            sub_code.clone().unwrap_or_default()
+        }
+        other => panic!("expected an answer to confirm by query, got {other:?}"),
+    }
+}
+
 pub fn yuan(text: &str) -> Fen {
     Fen::parse_yuan(text).unwrap()
 }
