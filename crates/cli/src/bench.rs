@@ -442,7 +442,9 @@ async fn measure(
         "database": database, "cores": cores, "sign_rate": rate, "ceiling": ceiling,
         "peak": peak, "peak_ratio": peak / ceiling,
         "peak_p50_ms": ms(percentile(&peak_lat, 0.5)), "peak_p99_ms": ms(percentile(&peak_lat, 0.99)),
-        "half_p99_ms": ms(percentile(&through, 0.99)), "direct_p99_ms": ms(percentile(&direct, 0.99)),
+        "half_p50_ms": ms(percentile(&through, 0.5)), "half_p90_ms": ms(percentile(&through, 0.9)),
+        "half_p99_ms": ms(percentile(&through, 0.99)), "half_max_ms": ms(percentile(&through, 1.0)),
+        "direct_p50_ms": ms(percentile(&direct, 0.5)), "direct_p99_ms": ms(percentile(&direct, 0.99)),
         "gateway_added_p99_ms": ms(added),
     });
     say!("{json}");

@@ -207,7 +207,9 @@ impl Store {
                 let mut conn = sqlx::AnyConnection::connect_with(&options).await?;
                 conn.execute("PRAGMA journal_mode = WAL").await?;
                 sqlite_pragmas(&mut conn, synchronous).await?;
-                Some(SqliteWriter::new(conn)?)
+                let mut checkpointer = sqlx::AnyConnection::connect_with(&options).await?;
+                sqlite_pragmas(&mut checkpointer, synchronous).await?;
+                Some(SqliteWriter::new(conn, checkpointer)?)
             }
             Backend::Postgres => None,
         };
@@ -326,6 +328,8 @@ async fn sqlite_pragmas(
         conn.execute("PRAGMA synchronous = NORMAL").await?;
     }
     conn.execute("PRAGMA foreign_keys = ON").await?;
+    // The writer's checkpointer copies the log back (see `sqlite_writer`).
+    conn.execute("PRAGMA wal_autocheckpoint = 0").await?;
     Ok(())
 }
 

@@ -20,6 +20,14 @@
 //! rolls back its savepoint and leaves the others alone. With no
 //! concurrency every commit is physical at once, as before.
 //!
+//! **Checkpoints elsewhere.** In WAL mode SQLite copies the log back into
+//! the database every 1000 pages, in whichever commit crosses the mark, and
+//! syncs the disk there: that commit, and every writer queued behind it,
+//! stalled for tens of milliseconds (the slowest 1% of payments in
+//! BENCHMARKS.md). Automatic checkpoints are off on every connection; a
+//! connection of the writer's own runs passive checkpoints (which never
+//! block writers) every [`CHECKPOINT_EVERY`] physical commits.
+//!
 //! The invariant that keeps every waiter moving: **whoever releases the
 //! connection while nobody waits for it leaves no physical transaction
 //! open.** Every path that releases it (commit, rollback, a dropped
@@ -37,6 +45,10 @@ use crate::StoreError;
 /// Most logical transactions in one physical commit: bounds the time the
 /// first of them waits for the disk (each takes a few hundred microseconds).
 pub(crate) const BATCH_MAX: usize = 16;
+
+/// Physical commits between two passive checkpoints: about 1000 pages of
+/// log at the sizes of this schema's transactions, SQLite's own default.
+pub(crate) const CHECKPOINT_EVERY: u64 = 64;
 
 /// The savepoint of the logical transaction that holds the connection.
 const SAVEPOINT: &str = "SAVEPOINT jl_write";
@@ -60,6 +72,8 @@ pub(crate) struct SqliteWriter {
     waiting: AtomicUsize,
     logical: AtomicU64,
     physical: AtomicU64,
+    /// Wakes the checkpointer.
+    checkpoint_due: Arc<tokio::sync::Notify>,
 }
 
 /// The connection and the physical transaction's bookkeeping.
@@ -76,9 +90,19 @@ pub(crate) struct WriterConn {
 }
 
 impl SqliteWriter {
-    pub(crate) fn new(conn: AnyConnection) -> Result<Arc<SqliteWriter>, StoreError> {
+    /// A writer on `conn`, with `checkpointer`, another connection to the
+    /// same file, for checkpoints. Both must have automatic checkpoints off.
+    pub(crate) fn new(
+        conn: AnyConnection,
+        checkpointer: AnyConnection,
+    ) -> Result<Arc<SqliteWriter>, StoreError> {
+        let thread = WriterThread::start()?;
+        let checkpoint_due = Arc::new(tokio::sync::Notify::new());
+        thread
+            .runtime
+            .spawn(checkpoints(checkpointer, checkpoint_due.clone()));
         Ok(Arc::new(SqliteWriter {
-            thread: WriterThread::start()?,
+            thread,
             conn: Arc::new(Mutex::new(WriterConn {
                 conn,
                 open: false,
@@ -88,6 +112,7 @@ impl SqliteWriter {
             waiting: AtomicUsize::new(0),
             logical: AtomicU64::new(0),
             physical: AtomicU64::new(0),
+            checkpoint_due,
         }))
     }
 
@@ -168,7 +193,10 @@ impl WriterConn {
             // Leave no half-state behind; an error here means none is open.
             let _ = self.conn.execute("ROLLBACK").await;
         } else {
-            writer.physical.fetch_add(1, Ordering::Relaxed);
+            let commits = writer.physical.fetch_add(1, Ordering::Relaxed) + 1;
+            if commits % CHECKPOINT_EVERY == 0 {
+                writer.checkpoint_due.notify_one();
+            }
         }
         let shared = result.as_ref().map_err(ToString::to_string).copied();
         for waiter in self.pending.drain(..) {
@@ -186,6 +214,19 @@ impl WriterConn {
         let reason = format!("the group commit was rolled back: {cause}");
         for waiter in self.pending.drain(..) {
             let _ = waiter.send(Err(reason.clone()));
+        }
+    }
+}
+
+/// Runs a passive checkpoint each time it is woken, on its own connection,
+/// so the copy and its disk sync happen beside the writer, not in it. Runs
+/// until the writer's runtime ends with the writer.
+async fn checkpoints(mut conn: AnyConnection, due: Arc<tokio::sync::Notify>) {
+    loop {
+        due.notified().await;
+        if let Err(e) = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").await {
+            // Nothing is lost: the log only grows until the next one works.
+            tracing::warn!(error = %e, "SQLite checkpoint failed");
         }
     }
 }
@@ -378,14 +419,19 @@ mod tests {
         let options = AnyConnectOptions::from_str(&url).unwrap();
         let mut conn = AnyConnection::connect_with(&options).await.unwrap();
         conn.execute(
-            "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; \
+            "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 0; \
              CREATE TABLE parent (id INTEGER PRIMARY KEY); \
              CREATE TABLE child (v TEXT NOT NULL, parent_id INTEGER \
              REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED)",
         )
         .await
         .unwrap();
-        (SqliteWriter::new(conn).unwrap(), options)
+        let mut checkpointer = AnyConnection::connect_with(&options).await.unwrap();
+        checkpointer
+            .execute("PRAGMA wal_autocheckpoint = 0")
+            .await
+            .unwrap();
+        (SqliteWriter::new(conn, checkpointer).unwrap(), options)
     }
 
     async fn insert(tx: &mut SqliteTxn, v: &str, parent: Option<i64>) {
@@ -537,5 +583,26 @@ mod tests {
         insert(&mut tx, "after", None).await;
         tx.commit().await.unwrap();
         assert_eq!(committed(&options).await, ["after"]);
+    }
+
+    #[tokio::test]
+    async fn the_log_is_copied_back_beside_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let (writer, _) = open(dir.path()).await;
+        let database = dir.path().join("w.db");
+        let before = std::fs::metadata(&database).unwrap().len();
+        for i in 0..CHECKPOINT_EVERY {
+            let mut tx = writer.begin().await.unwrap();
+            insert(&mut tx, &format!("row {i}"), None).await;
+            tx.commit().await.unwrap();
+        }
+        // Automatic checkpoints are off: only the checkpointer grows the file.
+        for _ in 0..5_000 {
+            if std::fs::metadata(&database).unwrap().len() > before {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        panic!("no checkpoint after {CHECKPOINT_EVERY} commits");
     }
 }
