@@ -76,11 +76,13 @@ impl Store {
         app_id: &AppId,
         public_key: &str,
     ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query("UPDATE channels SET public_key = $1 WHERE app_id = $2")
             .bind(public_key.to_owned())
             .bind(app_id.as_str().to_owned())
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         not_found_if_zero(done.rows_affected(), app_id)
     }
 
@@ -90,11 +92,13 @@ impl Store {
         app_id: &AppId,
         status: ChannelStatus,
     ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query("UPDATE channels SET status = $1 WHERE app_id = $2")
             .bind(status.as_str())
             .bind(app_id.as_str().to_owned())
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         not_found_if_zero(done.rows_affected(), app_id)
     }
 
@@ -104,11 +108,13 @@ impl Store {
         app_id: &AppId,
         hosts: &[String],
     ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query("UPDATE channels SET notify_hosts = $1 WHERE app_id = $2")
             .bind(to_json(&hosts)?)
             .bind(app_id.as_str().to_owned())
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         not_found_if_zero(done.rows_affected(), app_id)
     }
 }

@@ -213,6 +213,7 @@ impl Store {
             if !merchant.apply_onboarding(event)? {
                 return Ok(merchant);
             }
+            let mut tx = self.begin_write().await?;
             let done = sqlx::query(
                 "UPDATE merchants SET state = $1, smid = $2, rejection = $3, updated_at = $4, \
                  version = version + 1 WHERE id = $5 AND version = $6",
@@ -223,10 +224,11 @@ impl Store {
             .bind(ms(now))
             .bind(id.get())
             .bind(merchant.version)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await;
             match done {
                 Ok(done) if done.rows_affected() == 1 => {
+                    tx.commit().await?;
                     merchant.version += 1;
                     merchant.updated_at = now;
                     return Ok(merchant);

@@ -194,7 +194,7 @@ impl WriterConn {
             let _ = self.conn.execute("ROLLBACK").await;
         } else {
             let commits = writer.physical.fetch_add(1, Ordering::Relaxed) + 1;
-            if commits % CHECKPOINT_EVERY == 0 {
+            if commits.is_multiple_of(CHECKPOINT_EVERY) {
                 writer.checkpoint_due.notify_one();
             }
         }
