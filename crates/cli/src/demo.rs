@@ -624,14 +624,15 @@ async fn summary(day: &Day) -> anyhow::Result<bool> {
             .balance(&Account::FeeIncome)
             .checked_neg()
             .unwrap_or(Fen::ZERO);
-        say(&format!(
-            "    fee income             {:>10}",
-            fees.to_yuan()
-        ));
-        say(&format!(
-            "    at Alipay (clearing)   {:>10}",
-            b.balance(&Account::AlipayClearing).to_yuan()
-        ));
+        let line = |label: &str, amount: Fen| {
+            say(&format!(
+                "    {} {:>10}",
+                pad_columns(label, 34),
+                amount.to_yuan()
+            ));
+        };
+        line("fee income", fees);
+        line("at Alipay (clearing)", b.balance(&Account::AlipayClearing));
         let merchants = store
             .search_merchants(&jianlian_store::MerchantFilter {
                 limit: 100,
@@ -643,10 +644,7 @@ async fn summary(day: &Day) -> anyhow::Result<bool> {
             .map(|m| (m.id, m.profile.name.clone().unwrap_or_default()))
             .collect();
         for (id, name) in names {
-            say(&format!(
-                "    owed to {name:<18} {:>10}",
-                b.owed_to(id).to_yuan()
-            ));
+            line(&format!("owed to {name}"), b.owed_to(id));
         }
     }
     let delivered = store
@@ -721,6 +719,13 @@ fn ledger_invariant(ledger: &Result<TrialBalance, StoreError>) -> (bool, String)
     }
 }
 
+/// `text` padded with spaces to `columns` terminal columns, counting a
+/// non-ASCII character (the merchants' Chinese names) as two.
+fn pad_columns(text: &str, columns: usize) -> String {
+    let width: usize = text.chars().map(|c| if c.is_ascii() { 1 } else { 2 }).sum();
+    format!("{text}{}", " ".repeat(columns.saturating_sub(width)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -743,5 +748,12 @@ mod tests {
         let (good, what) = ledger_invariant(&broken);
         assert!(!good);
         assert!(what.contains("the trial balance is 0.01"), "{what}");
+    }
+
+    #[test]
+    fn chinese_names_pad_to_the_same_columns_as_ascii_labels() {
+        assert_eq!(super::pad_columns("fee", 6), "fee   ");
+        assert_eq!(super::pad_columns("面馆", 6), "面馆  ");
+        assert_eq!(super::pad_columns("上海老街面馆", 6), "上海老街面馆");
     }
 }
