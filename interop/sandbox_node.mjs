@@ -3,6 +3,7 @@
 // cancel, plus a business error. Prints one JSON object with every answer.
 // Usage: node sandbox_node.mjs '<json config>' (written by the Rust test).
 import { AlipaySdk } from 'alipay-sdk';
+import { controlAt } from './control.mjs';
 
 const cfg = JSON.parse(process.argv[2]);
 const sdk = new AlipaySdk({
@@ -16,15 +17,7 @@ const sdk = new AlipaySdk({
   timeout: 10000,
 });
 
-async function control(path, body) {
-  const r = await fetch(cfg.base + path, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify(body ?? {}),
-  });
-  if (!r.ok) throw new Error(`control ${path}: HTTP ${r.status} ${await r.text()}`);
-  return r.json();
-}
+const control = controlAt(cfg.base);
 
 const call = (method, biz) => sdk.exec(method, { bizContent: biz }, { validateSign: true });
 const out = {};

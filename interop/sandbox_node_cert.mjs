@@ -9,6 +9,7 @@
 import fs from 'node:fs';
 import urllib from 'urllib';
 import { AlipaySdk } from 'alipay-sdk';
+import { controlAt } from './control.mjs';
 
 const cfg = JSON.parse(process.argv[2]);
 
@@ -50,15 +51,7 @@ const productionRoot = new AlipaySdk({
   alipayRootCertPath: cfg.production_root_cert_path,
 });
 
-async function control(path, body) {
-  const r = await fetch(cfg.base + path, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify(body ?? {}),
-  });
-  if (!r.ok) throw new Error(`control ${path}: HTTP ${r.status} ${await r.text()}`);
-  return r.json();
-}
+const control = controlAt(cfg.base);
 
 const sns = (sdk) => ({
   app_cert_sn: sdk.config.appCertSn,

@@ -8,16 +8,15 @@
 //! in flight is restarted and closes every trade with one upstream pay each.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use jianlian_alipay::PrivateKey;
 use serde_json::{Value, json};
 
-const BIN: &str = env!("CARGO_BIN_EXE_jianlian");
+mod support;
+use support::BIN;
 
 fn jianlian(args: &[&str], data_dir: &Path) -> std::process::Output {
     Command::new(BIN)
@@ -289,28 +288,7 @@ fn serve_with(extra: &[&str], data: &Path) -> Serving {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut lines = Vec::new();
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = rx
-            .recv_timeout(left)
-            .expect("serve did not finish printing");
-        let done = line.contains("Ctrl-C stops");
-        lines.push(line);
-        if done {
-            break;
-        }
-    }
+    let lines = support::read_banner(&mut child, |line| line.contains("Ctrl-C stops"));
     Serving { child, lines }
 }
 

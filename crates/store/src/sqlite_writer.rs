@@ -55,12 +55,13 @@ const SAVEPOINT: &str = "SAVEPOINT jl_write";
 const RELEASE: &str = "RELEASE jl_write";
 const ROLLBACK_TO: &str = "ROLLBACK TO jl_write";
 
-/// How many logical and physical commits the writer made: their ratio is
-/// the batching that group commit achieved.
+/// How many logical and physical commits the writer made (their ratio is
+/// the batching that group commit achieved), and the checkpoints beside it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct CommitStats {
     pub logical: u64,
     pub physical: u64,
+    pub checkpoints: u64,
 }
 
 /// The writer: its thread, its connection and who waits for it.
@@ -74,6 +75,8 @@ pub(crate) struct SqliteWriter {
     physical: AtomicU64,
     /// Wakes the checkpointer.
     checkpoint_due: Arc<tokio::sync::Notify>,
+    /// Checkpoints completed so far.
+    checkpoints_done: tokio::sync::watch::Receiver<u64>,
 }
 
 /// The connection and the physical transaction's bookkeeping.
@@ -98,9 +101,10 @@ impl SqliteWriter {
     ) -> Result<Arc<SqliteWriter>, StoreError> {
         let thread = WriterThread::start()?;
         let checkpoint_due = Arc::new(tokio::sync::Notify::new());
+        let (done, checkpoints_done) = tokio::sync::watch::channel(0);
         thread
             .runtime
-            .spawn(checkpoints(checkpointer, checkpoint_due.clone()));
+            .spawn(checkpoints(checkpointer, checkpoint_due.clone(), done));
         Ok(Arc::new(SqliteWriter {
             thread,
             conn: Arc::new(Mutex::new(WriterConn {
@@ -113,6 +117,7 @@ impl SqliteWriter {
             logical: AtomicU64::new(0),
             physical: AtomicU64::new(0),
             checkpoint_due,
+            checkpoints_done,
         }))
     }
 
@@ -124,6 +129,7 @@ impl SqliteWriter {
         CommitStats {
             logical: self.logical.load(Ordering::Relaxed),
             physical: self.physical.load(Ordering::Relaxed),
+            checkpoints: *self.checkpoints_done.borrow(),
         }
     }
 
@@ -221,12 +227,17 @@ impl WriterConn {
 /// Runs a passive checkpoint each time it is woken, on its own connection,
 /// so the copy and its disk sync happen beside the writer, not in it. Runs
 /// until the writer's runtime ends with the writer.
-async fn checkpoints(mut conn: AnyConnection, due: Arc<tokio::sync::Notify>) {
+async fn checkpoints(
+    mut conn: AnyConnection,
+    due: Arc<tokio::sync::Notify>,
+    done: tokio::sync::watch::Sender<u64>,
+) {
     loop {
         due.notified().await;
-        if let Err(e) = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").await {
+        match conn.execute("PRAGMA wal_checkpoint(PASSIVE)").await {
+            Ok(_) => done.send_modify(|n| *n += 1),
             // Nothing is lost: the log only grows until the next one works.
-            tracing::warn!(error = %e, "SQLite checkpoint failed");
+            Err(e) => tracing::warn!(error = %e, "SQLite checkpoint failed"),
         }
     }
 }
@@ -452,6 +463,26 @@ mod tests {
             .unwrap()
     }
 
+    /// A second writer, on its own task: inserts `v` (under `parent`), then
+    /// commits or rolls back.
+    fn second_writer(
+        writer: &Arc<SqliteWriter>,
+        v: &'static str,
+        parent: Option<i64>,
+        commit: bool,
+    ) -> tokio::task::JoinHandle<Result<(), sqlx::Error>> {
+        let writer = writer.clone();
+        tokio::spawn(async move {
+            let mut tx = writer.begin().await?;
+            insert(&mut tx, v, parent).await;
+            if commit {
+                tx.commit().await
+            } else {
+                tx.rollback().await
+            }
+        })
+    }
+
     /// Yields until `n` writers queue for the connection (bounded).
     async fn until_queued(writer: &SqliteWriter, n: usize) {
         for _ in 0..100_000 {
@@ -501,7 +532,8 @@ mod tests {
             writer.stats(),
             CommitStats {
                 logical: 1,
-                physical: 1
+                physical: 1,
+                checkpoints: 0
             }
         );
     }
@@ -512,14 +544,7 @@ mod tests {
         let (writer, options) = open(dir.path()).await;
         let mut first = writer.begin().await.unwrap();
         insert(&mut first, "dropped", None).await;
-        let second = tokio::spawn({
-            let writer = writer.clone();
-            async move {
-                let mut tx = writer.begin().await?;
-                insert(&mut tx, "kept", None).await;
-                tx.commit().await
-            }
-        });
+        let second = second_writer(&writer, "kept", None, true);
         until_queued(&writer, 1).await;
         drop(first);
         second.await.unwrap().unwrap();
@@ -532,14 +557,7 @@ mod tests {
         let (writer, options) = open(dir.path()).await;
         let mut first = writer.begin().await.unwrap();
         insert(&mut first, "committed", None).await;
-        let second = tokio::spawn({
-            let writer = writer.clone();
-            async move {
-                let mut tx = writer.begin().await?;
-                insert(&mut tx, "rolled back", None).await;
-                tx.rollback().await
-            }
-        });
+        let second = second_writer(&writer, "rolled back", None, false);
         until_queued(&writer, 1).await;
         // Someone waits, so this commit joins a batch the second writer ends.
         first.commit().await.unwrap();
@@ -549,7 +567,8 @@ mod tests {
             writer.stats(),
             CommitStats {
                 logical: 1,
-                physical: 1
+                physical: 1,
+                checkpoints: 0
             }
         );
     }
@@ -560,15 +579,8 @@ mod tests {
         let (writer, options) = open(dir.path()).await;
         let mut first = writer.begin().await.unwrap();
         insert(&mut first, "innocent", None).await;
-        let second = tokio::spawn({
-            let writer = writer.clone();
-            async move {
-                let mut tx = writer.begin().await?;
-                // A deferred foreign key fails only at COMMIT.
-                insert(&mut tx, "orphan", Some(42)).await;
-                tx.commit().await
-            }
-        });
+        // A deferred foreign key fails only at COMMIT.
+        let second = second_writer(&writer, "orphan", Some(42), true);
         until_queued(&writer, 1).await;
         let first = first.commit().await;
         let second = second.await.unwrap();
@@ -596,13 +608,16 @@ mod tests {
             insert(&mut tx, &format!("row {i}"), None).await;
             tx.commit().await.unwrap();
         }
-        // Automatic checkpoints are off: only the checkpointer grows the file.
-        for _ in 0..5_000 {
-            if std::fs::metadata(&database).unwrap().len() > before {
-                return;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-        }
-        panic!("no checkpoint after {CHECKPOINT_EVERY} commits");
+        let mut done = writer.checkpoints_done.clone();
+        tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            done.wait_for(|n| *n >= 1),
+        )
+        .await
+        .expect("a checkpoint after CHECKPOINT_EVERY commits")
+        .unwrap();
+        // Automatic checkpoints are off: only the checkpointer grew the file.
+        assert!(std::fs::metadata(&database).unwrap().len() > before);
+        assert_eq!(writer.stats().checkpoints, 1);
     }
 }

@@ -6,7 +6,7 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -38,7 +38,19 @@ pub fn start(args: &[&str]) -> Running {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let stdout = child.stdout.take().unwrap();
+    let lines = read_banner(&mut child, |line| line.starts_with("Docs:"));
+    let base = lines[0]
+        .strip_prefix("gateway: ")
+        .and_then(|g| g.strip_suffix("/gateway.do"))
+        .expect("first line names the gateway")
+        .to_owned();
+    Running { child, base, lines }
+}
+
+/// Reads a started child's stdout (piped) up to and including the first line
+/// for which `last` holds, within 60 s; the pipe is closed after it.
+pub fn read_banner(child: &mut Child, last: impl Fn(&str) -> bool) -> Vec<String> {
+    let stdout = child.stdout.take().expect("stdout is piped");
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -47,23 +59,19 @@ pub fn start(args: &[&str]) -> Running {
             }
         }
     });
+    let deadline = Instant::now() + Duration::from_secs(60);
     let mut lines = Vec::new();
-    for _ in 0..40 {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
         let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("the sandbox printed its banner");
-        let done = line.starts_with("Docs:");
+            .recv_timeout(left)
+            .expect("the process printed its banner in time");
+        let done = last(&line);
         lines.push(line);
         if done {
-            break;
+            return lines;
         }
     }
-    let base = lines[0]
-        .strip_prefix("gateway: ")
-        .and_then(|g| g.strip_suffix("/gateway.do"))
-        .expect("first line names the gateway")
-        .to_owned();
-    Running { child, base, lines }
 }
 
 /// `jianlian sandbox-ctl --url BASE ARGS…`, which must succeed; its JSON.
