@@ -181,14 +181,15 @@ impl UpstreamOrderNo {
     /// 12 digits. Row numbers are unique, so the result is unique; the date
     /// makes the number readable in Alipay's bills.
     pub fn derive(created_at: Timestamp, trade: TradeId) -> UpstreamOrderNo {
+        UpstreamOrderNo(format!("{}{:012}", Self::prefix(created_at), trade.get()))
+    }
+
+    /// The part before the row number: `JL` + Beijing `yyyyMMdd`. The store
+    /// appends the row number in the statement that assigns it (one round
+    /// trip), and checks the result against [`UpstreamOrderNo::derive`].
+    pub fn prefix(created_at: Timestamp) -> String {
         let date = jianlian_alipay::time::beijing_date(created_at);
-        UpstreamOrderNo(format!(
-            "JL{:04}{:02}{:02}{:012}",
-            date.year(),
-            date.month(),
-            date.day(),
-            trade.get()
-        ))
+        format!("JL{:04}{:02}{:02}", date.year(), date.month(), date.day())
     }
 }
 

@@ -8,16 +8,17 @@ use std::sync::{Arc, Mutex};
 
 use jianlian_alipay::{Clock, PublicKey};
 use jianlian_core::channel::{Channel, ChannelStatus, ChannelTree};
-use jianlian_core::ids::AppId;
-use jianlian_core::merchant::Merchant;
+use jianlian_core::ids::{AppId, Smid};
+use jianlian_core::merchant::{Merchant, OnboardingState};
 use jianlian_store::{Store, StoreError};
 use jiff::Timestamp;
 
 use crate::config::Settings;
 use crate::upstream::{Upstream, UpstreamBuildError};
 
-/// Most parsed channel keys kept; the cache is emptied when it is full.
-const KEY_CACHE_MAX: usize = 10_000;
+/// Most entries of each cache (parsed channel keys, routed merchants); a
+/// full cache is emptied.
+const CACHE_MAX: usize = 10_000;
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +46,11 @@ pub struct Service {
     /// Identifies this process when it leases jobs.
     pub worker_id: String,
     keys: Mutex<HashMap<String, PublicKey>>,
+    /// Onboarded merchants by smid, for the trade methods' first check: an
+    /// onboarded merchant keeps its state, smid and channel for good, so an
+    /// entry does not go stale. The store checks routing again where it
+    /// writes the intent, and a refusal there evicts the entry all the same.
+    routed: Mutex<HashMap<Smid, Merchant>>,
 }
 
 impl Service {
@@ -83,6 +89,7 @@ impl Service {
             http,
             worker_id: worker_id(),
             keys: Mutex::new(HashMap::new()),
+            routed: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -93,19 +100,41 @@ impl Service {
     /// The channel's parsed public key (parsed once per key text, so a rotated
     /// key takes effect on the next request).
     pub fn channel_key(&self, channel: &Channel) -> Option<PublicKey> {
-        let mut keys = self
-            .keys
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut keys = lock(&self.keys);
         if let Some(key) = keys.get(&channel.public_key) {
             return Some(key.clone());
         }
         let key = PublicKey::from_text(&channel.public_key).ok()?;
-        if keys.len() >= KEY_CACHE_MAX {
+        if keys.len() >= CACHE_MAX {
             keys.clear();
         }
         keys.insert(channel.public_key.clone(), key.clone());
         Some(key)
+    }
+
+    /// The onboarded merchant an smid names, from memory when it was seen
+    /// before (see `routed`).
+    pub async fn onboarded_merchant(&self, smid: &Smid) -> Result<Option<Merchant>, StoreError> {
+        let cached = lock(&self.routed).get(smid).cloned();
+        if let Some(merchant) = cached {
+            return Ok(Some(merchant));
+        }
+        let Some(merchant) = self.store.merchant_by_smid(smid).await? else {
+            return Ok(None);
+        };
+        if merchant.state == OnboardingState::Onboarded {
+            let mut routed = lock(&self.routed);
+            if routed.len() >= CACHE_MAX {
+                routed.clear();
+            }
+            routed.insert(smid.clone(), merchant.clone());
+        }
+        Ok(Some(merchant))
+    }
+
+    /// Forgets what [`Service::onboarded_merchant`] remembered of `smid`.
+    pub fn forget_merchant(&self, smid: &Smid) {
+        lock(&self.routed).remove(smid);
     }
 
     /// An active channel by `app_id`.
@@ -138,6 +167,13 @@ impl Service {
     ) -> Result<bool, StoreError> {
         self.sees(viewer, &merchant.channel).await
     }
+}
+
+/// A cache's lock (a panic while holding one leaves a usable map).
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// `host-pid-random`: unique per process, readable in the jobs table.

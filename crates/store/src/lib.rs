@@ -214,6 +214,10 @@ impl Store {
             Backend::Postgres => None,
         };
         let pool = AnyPoolOptions::new()
+            // A connection to a local SQLite file cannot go stale the way a
+            // network connection can: no ping (a round trip to its thread)
+            // before each use. PostgreSQL's are checked.
+            .test_before_acquire(backend == Backend::Postgres)
             .max_connections(POOL_CONNECTIONS_MAX)
             .acquire_timeout(POOL_ACQUIRE_TIMEOUT)
             .after_connect(move |conn, _meta| {

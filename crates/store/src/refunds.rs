@@ -308,6 +308,7 @@ impl Store {
                     &mut tx,
                     &self.policy,
                     &trade,
+                    None,
                     &Observation::FullyRefunded,
                     now,
                     notice.as_ref(),

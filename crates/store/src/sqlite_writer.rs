@@ -54,6 +54,10 @@ pub(crate) const CHECKPOINT_EVERY: u64 = 64;
 const SAVEPOINT: &str = "SAVEPOINT jl_write";
 const RELEASE: &str = "RELEASE jl_write";
 const ROLLBACK_TO: &str = "ROLLBACK TO jl_write";
+/// A physical transaction and its first savepoint, in one round trip.
+const BEGIN_AND_SAVEPOINT: &str = "BEGIN IMMEDIATE; SAVEPOINT jl_write";
+/// The last savepoint and the physical transaction, in one round trip.
+const RELEASE_AND_COMMIT: &str = "RELEASE jl_write; COMMIT";
 
 /// How many logical and physical commits the writer made (their ratio is
 /// the batching that group commit achieved), and the checkpoints beside it.
@@ -140,14 +144,20 @@ impl SqliteWriter {
         let mut guard = self.conn.clone().lock_owned().await;
         queued.served();
         guard.recover().await;
-        if !guard.open {
-            // Nothing is open, so nothing to abort if this fails.
-            guard.conn.execute("BEGIN IMMEDIATE").await?;
+        if guard.open {
+            if let Err(e) = guard.conn.execute(SAVEPOINT).await {
+                guard.abort(&e).await;
+                return Err(e);
+            }
+        } else {
+            // One round trip. Nothing was open, so nobody else is in it: if
+            // either statement failed, rolling back leaves nothing behind.
+            if let Err(e) = guard.conn.execute(BEGIN_AND_SAVEPOINT).await {
+                guard.open = true;
+                guard.abort(&e).await;
+                return Err(e);
+            }
             guard.open = true;
-        }
-        if let Err(e) = guard.conn.execute(SAVEPOINT).await {
-            guard.abort(&e).await;
-            return Err(e);
         }
         Ok(SqliteTxn {
             guard,
@@ -190,10 +200,19 @@ impl WriterConn {
 
     /// The physical commit: every pending logical commit learns its result.
     async fn commit(&mut self, writer: &SqliteWriter) -> Result<(), sqlx::Error> {
+        self.commit_with(writer, "COMMIT").await
+    }
+
+    /// The physical commit by `sql`, which ends with `COMMIT`.
+    async fn commit_with(
+        &mut self,
+        writer: &SqliteWriter,
+        sql: &'static str,
+    ) -> Result<(), sqlx::Error> {
         if !self.open {
             return Ok(());
         }
-        let result = self.conn.execute("COMMIT").await.map(|_| ());
+        let result = self.conn.execute(sql).await.map(|_| ());
         self.open = false;
         if result.is_err() {
             // Leave no half-state behind; an error here means none is open.
@@ -289,6 +308,13 @@ enum Ended {
 }
 
 impl SqliteTxn {
+    /// Whether ending this transaction ends the physical one: nobody waits
+    /// to join it, or the batch is full.
+    fn commits_physically(&self, committing: bool) -> bool {
+        let alone = self.writer.waiting.load(Ordering::SeqCst) == 0;
+        alone || self.guard.pending.len() + usize::from(committing) >= BATCH_MAX
+    }
+
     pub(crate) fn conn(&mut self) -> &mut AnyConnection {
         &mut self.guard.conn
     }
@@ -299,6 +325,17 @@ impl SqliteTxn {
 
     /// Keeps this transaction's writes; returns once they are on disk.
     pub(crate) async fn commit(mut self) -> Result<(), sqlx::Error> {
+        if self.commits_physically(true) {
+            // Nobody will join: the savepoint and the physical transaction
+            // end in one round trip (a failure of either rolls all back).
+            let writer = self.writer.clone();
+            let result = self.guard.commit_with(&writer, RELEASE_AND_COMMIT).await;
+            if result.is_ok() {
+                writer.logical.fetch_add(1, Ordering::Relaxed);
+            }
+            self.finished = true;
+            return result;
+        }
         let ended = match self.guard.conn.execute(RELEASE).await {
             Ok(_) => {
                 self.writer.logical.fetch_add(1, Ordering::Relaxed);
@@ -351,9 +388,7 @@ impl SqliteTxn {
     /// rolled-back one has nothing in it to learn about.
     async fn end(&mut self, committing: bool) -> Ended {
         let writer = self.writer.clone();
-        let alone = writer.waiting.load(Ordering::SeqCst) == 0;
-        let full = self.guard.pending.len() + usize::from(committing) >= BATCH_MAX;
-        if alone || full {
+        if self.commits_physically(committing) {
             let result = self.guard.commit(&writer).await;
             return Ended::Done(if committing { result } else { Ok(()) });
         }

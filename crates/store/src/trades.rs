@@ -80,6 +80,29 @@ fn step_job(trade: &Trade, run_at: Timestamp) -> NewJob {
     }
 }
 
+/// The intent insert of [`Store::insert_trade_intent`] for one backend:
+/// `$from` yields the new row number as `n.id`, `$digits` formats it on at
+/// least 12 digits (as [`UpstreamOrderNo::derive`] does).
+macro_rules! insert_trade_sql {
+    ($from:literal, $digits:literal) => {
+        concat!(
+            "INSERT INTO trades (id, kind, channel_app_id, merchant_id, smid, store_code, \
+             terminal_id, channel_out_trade_no, upstream_out_trade_no, subject, total_amount, \
+             notify_url, created_at, expires_at, state, cancel_action, state_since, flags, \
+             fund_bills, progress, version) \
+             SELECT n.id, $1, $2, $3, $4, $5, $6, $7, $8 || ",
+            $digits,
+            ", $9, $10, $11, $12, $13, $14, NULL, $12, $15, $16, $17, $18 FROM ",
+            $from,
+            " WHERE EXISTS (SELECT 1 FROM merchants m JOIN terminals t ON t.merchant_id = m.id \
+             WHERE m.id = $3 AND m.state = $19 AND m.smid = $4 AND t.store_code = $5 \
+             AND t.terminal_id = $6) \
+             ON CONFLICT (channel_app_id, channel_out_trade_no) DO NOTHING \
+             RETURNING id, upstream_out_trade_no"
+        )
+    };
+}
+
 impl Store {
     /// Commits a trade intent before any upstream call (R4, issue item 6).
     /// The same `(channel, out_trade_no)` always names the same trade, so
@@ -101,50 +124,72 @@ impl Store {
         intent: &TradeIntent,
     ) -> Result<Inserted<Trade>, StoreError> {
         intent.check()?;
+        // Every column but the row number and the upstream order number
+        // (which embeds it) is known before the insert.
+        let draft = Trade::from_intent(crate::rows::trade_id(1)?, intent.clone(), &self.policy);
         let mut tx = self.begin_write().await?;
-        check_routing_in(&mut tx, intent).await?;
-        let expires_at = self
-            .policy
-            .expires_at(intent.kind, intent.created_at, intent.timeout);
-        let id: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO trades (kind, channel_app_id, merchant_id, smid, store_code, terminal_id, \
-             channel_out_trade_no, upstream_out_trade_no, subject, total_amount, notify_url, \
-             created_at, expires_at, state, cancel_action, state_since, flags, fund_bills, \
-             progress, version) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, $8, $9, $10, $11, $12, 'created', NULL, \
-             $11, 0, '[]', '{}', 0) \
-             ON CONFLICT (channel_app_id, channel_out_trade_no) DO NOTHING RETURNING id",
-        )
-        .bind(intent.kind.as_str())
-        .bind(intent.channel.as_str().to_owned())
-        .bind(intent.merchant.get())
-        .bind(intent.smid.as_str().to_owned())
-        .bind(intent.store.as_str().to_owned())
-        .bind(intent.terminal.as_str().to_owned())
-        .bind(intent.channel_order_no.as_str().to_owned())
-        .bind(intent.subject.clone())
-        .bind(intent.total_amount.get())
-        .bind(intent.notify_url.clone())
-        .bind(ms(intent.created_at))
-        .bind(ms(expires_at))
+        // One statement assigns the row number, writes the whole row with
+        // its upstream order number, and checks routing (R2.2, R3.2): the
+        // smid is the merchant's own and onboarded, and the store and
+        // terminal are registered. No row back: the order number was taken,
+        // or routing failed; both are told apart below.
+        let row: Option<(i64, String)> = sqlx::query_as(self.sql(
+            insert_trade_sql!(
+                "(SELECT nextval(pg_get_serial_sequence('trades', 'id')) AS id) n",
+                "CASE WHEN n.id >= 1000000000000 THEN CAST(n.id AS TEXT) \
+                 ELSE lpad(CAST(n.id AS TEXT), 12, '0') END"
+            ),
+            insert_trade_sql!(
+                "(SELECT MAX(COALESCE((SELECT MAX(id) FROM trades), 0), \
+                 COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'trades'), 0)) + 1 AS id) n",
+                "printf('%012d', n.id)"
+            ),
+        ))
+        .bind(draft.kind.as_str())
+        .bind(draft.channel.as_str().to_owned())
+        .bind(draft.merchant.get())
+        .bind(draft.smid.as_str().to_owned())
+        .bind(draft.store.as_str().to_owned())
+        .bind(draft.terminal.as_str().to_owned())
+        .bind(draft.channel_order_no.as_str().to_owned())
+        .bind(UpstreamOrderNo::prefix(draft.created_at))
+        .bind(draft.subject.clone())
+        .bind(draft.total_amount.get())
+        .bind(draft.notify_url.clone())
+        .bind(ms(draft.created_at))
+        .bind(ms(draft.expires_at))
+        .bind(draft.state.as_str())
+        .bind(i64::from(draft.flags.bits()))
+        .bind(to_json(&draft.facts.fund_bills)?)
+        .bind(to_json(&draft.progress)?)
+        .bind(draft.version)
+        .bind(OnboardingState::Onboarded.as_str())
         .fetch_optional(&mut *tx)
         .await?;
-        let Some(id) = id else {
+        let Some((id, upstream)) = row else {
+            if let Err(refused) = check_routing_in(&mut tx, intent).await {
+                tx.rollback().await?;
+                return Err(refused);
+            }
+            // The other row may sit in this physical transaction (SQLite's
+            // group commit): committing waits until it is on disk, hence
+            // visible to the read below.
             tx.commit().await?;
             let existing = self
                 .trade_by_channel_order(&intent.channel, &intent.channel_order_no)
                 .await?
-                .ok_or_else(|| StoreError::NotFound {
+                .ok_or_else(|| StoreError::Contended {
                     what: "trade",
                     key: format!("{}/{}", intent.channel, intent.channel_order_no),
+                    attempts: 1,
                 })?;
             return Ok(Inserted::Existing(existing));
         };
         let trade = Trade::from_intent(crate::rows::trade_id(id)?, intent.clone(), &self.policy);
-        // Version 0 is the placeholder row; the full row is version 1.
-        if update_trade_in(&mut tx, &trade, 0).await? != 1 {
+        if trade.upstream_order_no.as_str() != upstream {
             return Err(StoreError::corrupt(format!(
-                "trade {id} vanished while inserted"
+                "trade {id} got upstream order number {upstream}, expected {}",
+                trade.upstream_order_no
             )));
         }
         if let Some(next) = plan(&trade, &self.policy) {
@@ -379,8 +424,18 @@ impl Store {
     ) -> Result<(Trade, bool), StoreError> {
         for _ in 0..CAS_ATTEMPTS_MAX {
             let mut tx = self.begin_write().await?;
-            let trade = self.lock_trade_in(&mut tx, id).await?;
-            match apply_in(&mut tx, &self.policy, &trade, observation, now, None).await? {
+            let (trade, fees) = self.lock_trade_with_fees_in(&mut tx, id).await?;
+            match apply_in(
+                &mut tx,
+                &self.policy,
+                &trade,
+                Some(fees),
+                observation,
+                now,
+                None,
+            )
+            .await?
+            {
                 Write::NoOp => {
                     tx.rollback().await?;
                     return Ok((trade, false));
@@ -432,6 +487,51 @@ impl Store {
     }
 }
 
+/// A trade row with its merchant's fee rates (one round trip where a change
+/// may book a fee).
+#[derive(sqlx::FromRow)]
+struct TradeFeesRow {
+    #[sqlx(flatten)]
+    trade: TradeRow,
+    fee_rate_ppm: i64,
+    credit_fee_rate_ppm: Option<i64>,
+}
+
+impl Store {
+    /// As `lock_trade_in`, with the merchant's fee rates read in the same
+    /// statement (only the trade's row is locked).
+    async fn lock_trade_with_fees_in(
+        &self,
+        conn: &mut AnyConnection,
+        id: TradeId,
+    ) -> Result<(Trade, FeePolicy), StoreError> {
+        macro_rules! select {
+            ($lock:literal) => {
+                concat!(
+                    "SELECT ",
+                    trade_columns!(),
+                    ", (SELECT fee_rate_ppm FROM merchants m WHERE m.id = trades.merchant_id) \
+                     AS fee_rate_ppm, \
+                     (SELECT credit_fee_rate_ppm FROM merchants m WHERE m.id = trades.merchant_id) \
+                     AS credit_fee_rate_ppm FROM trades WHERE id = $1 AND version > 0",
+                    $lock
+                )
+            };
+        }
+        let row: Option<TradeFeesRow> =
+            sqlx::query_as(self.sql(select!(" FOR UPDATE"), select!("")))
+                .bind(id.get())
+                .fetch_optional(&mut *conn)
+                .await?;
+        let row = row.ok_or(StoreError::NotFound {
+            what: "trade",
+            key: id.to_string(),
+        })?;
+        let fees = fee_policy(row.fee_rate_ppm, row.credit_fee_rate_ppm)?;
+        Ok((Trade::try_from(row.trade)?, fees))
+    }
+}
+
 /// What a write of a trade change did.
 pub(crate) enum Write {
     NoOp,
@@ -452,11 +552,15 @@ pub(crate) async fn apply_in(
     conn: &mut AnyConnection,
     policy: &jianlian_core::closed_loop::LoopPolicy,
     trade: &Trade,
+    fees: Option<FeePolicy>,
     observation: &Observation,
     now: Timestamp,
     refund: Option<&RefundNotice>,
 ) -> Result<Write, StoreError> {
-    let fees = merchant_fees_in(&mut *conn, trade).await?;
+    let fees = match fees {
+        Some(fees) => fees,
+        None => merchant_fees_in(&mut *conn, trade).await?,
+    };
     let change = match jianlian_core::trade::apply_observation(trade, observation, now, fees)? {
         Applied::NoOp => return Ok(Write::NoOp),
         Applied::Changed(change) => change,
@@ -537,6 +641,11 @@ pub(crate) async fn merchant_fees_in(
             .bind(trade.merchant.get())
             .fetch_one(&mut *conn)
             .await?;
+    fee_policy(rate_ppm, credit_ppm)
+}
+
+/// A merchant's fee rates as stored (parts per million).
+fn fee_policy(rate_ppm: i64, credit_ppm: Option<i64>) -> Result<FeePolicy, StoreError> {
     let to_rate = |ppm: i64| {
         u32::try_from(ppm)
             .ok()

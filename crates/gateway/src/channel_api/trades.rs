@@ -232,8 +232,7 @@ async fn merchant_of(
     };
     let smid = Smid::parse(text).map_err(|_| not_ours())?;
     let merchant = svc
-        .store
-        .merchant_by_smid(&smid)
+        .onboarded_merchant(&smid)
         .await
         .map_err(|e| internal("merchant lookup", e))?
         .ok_or_else(not_ours)?;
@@ -266,7 +265,11 @@ async fn start(svc: &Service, intent: &TradeIntent) -> Result<Started, ErrorRepl
                 intent.channel_order_no
             ),
         )),
-        Err(StoreError::Invalid(m)) => Err(acq("ACQ.INVALID_PARAMETER", m)),
+        Err(StoreError::Invalid(m)) => {
+            // The merchant is no longer what memory says (R2.2).
+            svc.forget_merchant(&intent.smid);
+            Err(acq("ACQ.INVALID_PARAMETER", m))
+        }
         // R3.2: the store checks routing where it writes the intent (one
         // round trip for the common case); a refusal is explained here.
         Err(StoreError::NotFound { .. }) => Err(unregistered(svc, intent).await),
