@@ -93,7 +93,7 @@ impl Store {
 
     async fn reserve_refund_now(&self, request: &RefundRequest) -> Result<Reservation, StoreError> {
         let mut tx = self.begin_write().await?;
-        let trade = self.lock_trade_in(&mut tx, request.trade).await?;
+        let (trade, _) = self.lock_trade_in(&mut tx, request.trade).await?;
         let refunds = refunds_of_trade_in(&mut tx, trade.id).await?;
         if let Some(existing) = refunds
             .iter()
@@ -221,7 +221,7 @@ impl Store {
             .trade;
         for _ in 0..CAS_ATTEMPTS_MAX {
             let mut tx = self.begin_write().await?;
-            let trade = self.lock_trade_in(&mut tx, trade_id).await?;
+            let (trade, fees) = self.lock_trade_in(&mut tx, trade_id).await?;
             let refunds = refunds_of_trade_in(&mut tx, trade_id).await?;
             let refund =
                 refunds
@@ -308,7 +308,7 @@ impl Store {
                     &mut tx,
                     &self.policy,
                     &trade,
-                    None,
+                    fees,
                     &Observation::FullyRefunded,
                     now,
                     notice.as_ref(),

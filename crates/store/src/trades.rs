@@ -424,18 +424,8 @@ impl Store {
     ) -> Result<(Trade, bool), StoreError> {
         for _ in 0..CAS_ATTEMPTS_MAX {
             let mut tx = self.begin_write().await?;
-            let (trade, fees) = self.lock_trade_with_fees_in(&mut tx, id).await?;
-            match apply_in(
-                &mut tx,
-                &self.policy,
-                &trade,
-                Some(fees),
-                observation,
-                now,
-                None,
-            )
-            .await?
-            {
+            let (trade, fees) = self.lock_trade_in(&mut tx, id).await?;
+            match apply_in(&mut tx, &self.policy, &trade, fees, observation, now, None).await? {
                 Write::NoOp => {
                     tx.rollback().await?;
                     return Ok((trade, false));
@@ -457,34 +447,6 @@ impl Store {
             attempts: CAS_ATTEMPTS_MAX,
         })
     }
-
-    /// Locks and reads a trade in the caller's transaction.
-    pub(crate) async fn lock_trade_in(
-        &self,
-        conn: &mut AnyConnection,
-        id: TradeId,
-    ) -> Result<Trade, StoreError> {
-        let select = self.sql(
-            concat!(
-                "SELECT ",
-                trade_columns!(),
-                " FROM trades WHERE id = $1 AND version > 0 FOR UPDATE"
-            ),
-            concat!(
-                "SELECT ",
-                trade_columns!(),
-                " FROM trades WHERE id = $1 AND version > 0"
-            ),
-        );
-        let row: Option<TradeRow> = sqlx::query_as(select)
-            .bind(id.get())
-            .fetch_optional(&mut *conn)
-            .await?;
-        Trade::try_from(row.ok_or(StoreError::NotFound {
-            what: "trade",
-            key: id.to_string(),
-        })?)
-    }
 }
 
 /// A trade row with its merchant's fee rates (one round trip where a change
@@ -498,9 +460,10 @@ struct TradeFeesRow {
 }
 
 impl Store {
-    /// As `lock_trade_in`, with the merchant's fee rates read in the same
-    /// statement (only the trade's row is locked).
-    async fn lock_trade_with_fees_in(
+    /// Locks and reads a trade in the caller's transaction, with its
+    /// merchant's fee rates read in the same statement (only the trade's row
+    /// is locked).
+    pub(crate) async fn lock_trade_in(
         &self,
         conn: &mut AnyConnection,
         id: TradeId,
@@ -552,15 +515,11 @@ pub(crate) async fn apply_in(
     conn: &mut AnyConnection,
     policy: &jianlian_core::closed_loop::LoopPolicy,
     trade: &Trade,
-    fees: Option<FeePolicy>,
+    fees: FeePolicy,
     observation: &Observation,
     now: Timestamp,
     refund: Option<&RefundNotice>,
 ) -> Result<Write, StoreError> {
-    let fees = match fees {
-        Some(fees) => fees,
-        None => merchant_fees_in(&mut *conn, trade).await?,
-    };
     let change = match jianlian_core::trade::apply_observation(trade, observation, now, fees)? {
         Applied::NoOp => return Ok(Write::NoOp),
         Applied::Changed(change) => change,
@@ -630,18 +589,6 @@ async fn check_routing_in(
         });
     }
     Ok(())
-}
-
-pub(crate) async fn merchant_fees_in(
-    conn: &mut AnyConnection,
-    trade: &Trade,
-) -> Result<FeePolicy, StoreError> {
-    let (rate_ppm, credit_ppm): (i64, Option<i64>) =
-        sqlx::query_as("SELECT fee_rate_ppm, credit_fee_rate_ppm FROM merchants WHERE id = $1")
-            .bind(trade.merchant.get())
-            .fetch_one(&mut *conn)
-            .await?;
-    fee_policy(rate_ppm, credit_ppm)
 }
 
 /// A merchant's fee rates as stored (parts per million).
