@@ -407,11 +407,14 @@ async fn measure(
     let mut peak = 0.0_f64;
     let mut peak_lat = Vec::new();
     let mut peak_clients = 0;
+    let mut peak_cpu = None;
     for &clients in concurrency {
+        let before = CpuTicks::now();
         let (rate, lat) = flat_out(&bench, requests, clients).await?;
+        let cpu = CpuTicks::now().and_then(|after| Some(after.since(&before?, requests)));
         levels.push(format!("{clients} clients: {rate:.0}/s"));
         if rate > peak {
-            (peak, peak_lat, peak_clients) = (rate, lat, clients);
+            (peak, peak_lat, peak_clients, peak_cpu) = (rate, lat, clients, cpu);
         }
     }
     let rate_after = tokio::task::spawn_blocking(move || sign_rate(cores)).await??;
@@ -455,6 +458,20 @@ async fn measure(
         ms(percentile(&direct, 0.99))
     );
     say!("| gateway-added p99 at half load | {:.1} ms |", ms(added));
+    // What the ratio can be at best: the share of the CPU a pay costs that
+    // is its four signatures (at full use of every core, peak ÷ ceiling is
+    // this share).
+    let rsa_ms = 4_000.0 / rate;
+    let cpu_json = peak_cpu.map(|c| {
+        say!(
+            "| CPU per pay at peak (all processes, busy time) | {:.2} ms, of which {:.2} ms system; signatures {rsa_ms:.2} ms = {:.2} of it |",
+            c.busy_ms,
+            c.system_ms,
+            rsa_ms / c.busy_ms
+        );
+        serde_json::json!({"cpu_ms_per_pay": c.busy_ms, "system_ms_per_pay": c.system_ms,
+            "rsa_share": rsa_ms / c.busy_ms})
+    });
     let json = serde_json::json!({
         "database": database, "cores": cores, "sign_rate": rate,
         "sign_rate_before": rate_before, "sign_rate_after": rate_after, "ceiling": ceiling,
@@ -464,12 +481,56 @@ async fn measure(
         "half_p50_ms": ms(percentile(&through, 0.5)), "half_p90_ms": ms(percentile(&through, 0.9)),
         "half_p99_ms": ms(percentile(&through, 0.99)), "half_max_ms": ms(percentile(&through, 1.0)),
         "direct_p50_ms": ms(percentile(&direct, 0.5)), "direct_p99_ms": ms(percentile(&direct, 0.99)),
-        "gateway_added_p99_ms": ms(added),
+        "gateway_added_p99_ms": ms(added), "peak_cpu": cpu_json,
     });
     say!("{json}");
     drop(gateway);
     sandbox.shutdown().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The machine's busy CPU time so far (every process: this one, and the
+/// database server when it is PostgreSQL), from `/proc/stat`; `None` where
+/// there is none.
+struct CpuTicks {
+    /// user + nice + system + irq + softirq, and system + irq + softirq.
+    busy: u64,
+    system: u64,
+}
+
+/// Busy CPU per pay over a run.
+struct CpuPerPay {
+    busy_ms: f64,
+    system_ms: f64,
+}
+
+impl CpuTicks {
+    fn now() -> Option<CpuTicks> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let line = stat.lines().next()?.strip_prefix("cpu ")?;
+        let f: Vec<u64> = line
+            .split_whitespace()
+            .map(str::parse)
+            .collect::<Result<_, _>>()
+            .ok()?;
+        let at = |i: usize| f.get(i).copied().unwrap_or(0);
+        let system = at(2) + at(5) + at(6);
+        Some(CpuTicks {
+            busy: at(0) + at(1) + system,
+            system,
+        })
+    }
+
+    fn since(&self, before: &CpuTicks, pays: usize) -> CpuPerPay {
+        // /proc/stat counts in USER_HZ ticks.
+        let hz = rustix::param::clock_ticks_per_second().max(1);
+        #[allow(clippy::cast_precision_loss)]
+        let per_pay = |ticks: u64| ticks as f64 * 1_000.0 / hz as f64 / pays.max(1) as f64;
+        CpuPerPay {
+            busy_ms: per_pay(self.busy.saturating_sub(before.busy)),
+            system_ms: per_pay(self.system.saturating_sub(before.system)),
+        }
+    }
 }
 
 /// `clients` clients send `n` pays, each as soon as its previous one is

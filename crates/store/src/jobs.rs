@@ -11,9 +11,10 @@
 //! the caller's.
 
 use jiff::{SignedDuration, Timestamp};
-use sqlx::AnyConnection;
+use sqlx::{AnyConnection, Row as _};
 
 use crate::rows::{from_json, ms, opt_ts, to_json, ts};
+use crate::script::{Script, Value, bind_all};
 use crate::{Store, StoreError};
 
 /// Most jobs one claim returns.
@@ -136,20 +137,32 @@ pub(crate) async fn enqueue_in(
     conn: &mut AnyConnection,
     job: &NewJob,
 ) -> Result<Option<i64>, StoreError> {
-    let id: Option<i64> = sqlx::query_scalar(
-        "INSERT INTO jobs (kind, dedupe_key, payload, state, run_at, attempts, max_attempts, \
-         locked_by, locked_until, last_error, created_at, updated_at) \
-         VALUES ($1, $2, $3, 'queued', $4, 0, $5, NULL, NULL, NULL, $4, $4) \
-         ON CONFLICT (dedupe_key) DO NOTHING RETURNING id",
-    )
-    .bind(job.kind.clone())
-    .bind(job.dedupe_key.clone())
-    .bind(to_json(&job.payload)?)
-    .bind(ms(job.run_at))
-    .bind(i64::from(job.max_attempts.max(1)))
-    .fetch_optional(&mut *conn)
-    .await?;
-    Ok(id)
+    let row = bind_all(sqlx::query(ENQUEUE), job_values(job)?)
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(row.map(|r| r.try_get(0)).transpose()?)
+}
+
+/// Adds the enqueueing of `job` to `script`.
+pub(crate) fn push_job(script: &mut Script, job: &NewJob) -> Result<(), StoreError> {
+    script.push(ENQUEUE, job_values(job)?);
+    Ok(())
+}
+
+/// Inserts a job unless its dedupe key exists; returns the new row number.
+const ENQUEUE: &str = "INSERT INTO jobs (kind, dedupe_key, payload, state, run_at, attempts, \
+     max_attempts, locked_by, locked_until, last_error, created_at, updated_at) \
+     VALUES ($1, $2, $3, 'queued', $4, 0, $5, NULL, NULL, NULL, $4, $4) \
+     ON CONFLICT (dedupe_key) DO NOTHING RETURNING id";
+
+pub(crate) fn job_values(job: &NewJob) -> Result<Vec<Value>, StoreError> {
+    Ok(vec![
+        job.kind.clone().into(),
+        job.dedupe_key.clone().into(),
+        to_json(&job.payload)?.into(),
+        ms(job.run_at).into(),
+        i64::from(job.max_attempts.max(1)).into(),
+    ])
 }
 
 /// Puts a finished or dead job back in the queue with fresh attempts.

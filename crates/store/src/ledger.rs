@@ -10,6 +10,7 @@ use jianlian_core::ledger::{
 use sqlx::AnyConnection;
 
 use crate::rows::{ms, trade_id, ts};
+use crate::script::{Script, Value};
 use crate::{Store, StoreError};
 
 fn side_str(side: Side) -> &'static str {
@@ -26,48 +27,70 @@ pub(crate) async fn insert_journal_in(
     conn: &mut AnyConnection,
     journal: &Journal,
 ) -> Result<(), StoreError> {
-    let inserted: Result<i64, sqlx::Error> = sqlx::query_scalar(
+    let mut script = Script::default();
+    push_journal(&mut script, journal);
+    script
+        .run(conn)
+        .await
+        .map_err(|e| booked_twice(e, "journal", journal.key().as_str()))?;
+    Ok(())
+}
+
+/// A unique violation of a script that books journals (`what`, `key`) as
+/// [`StoreError::Duplicate`]; other errors as they are.
+pub(crate) fn booked_twice(e: sqlx::Error, what: &str, key: &str) -> StoreError {
+    if StoreError::unique_violation(&e).is_some() {
+        StoreError::Duplicate(format!("{what} {key} is already booked"))
+    } else {
+        e.into()
+    }
+}
+
+/// The two statements that book `journal`: its row, then all its entries in
+/// one insert that finds the row by its key.
+pub(crate) fn push_journal(script: &mut Script, journal: &Journal) {
+    script.push(
         "INSERT INTO journals (journal_key, kind, trade_id, refund_id, at) \
-         VALUES ($1, $2, $3, $4, $5) RETURNING id",
-    )
-    .bind(journal.key().as_str().to_owned())
-    .bind(journal.kind().as_str())
-    .bind(journal.trade().get())
-    .bind(journal.refund().map(|r| r.get()))
-    .bind(ms(journal.at()))
-    .fetch_one(&mut *conn)
-    .await;
-    let id = match inserted {
-        Ok(id) => id,
-        Err(e) if StoreError::unique_violation(&e).is_some() => {
-            return Err(StoreError::Duplicate(format!(
-                "journal {} is already booked",
-                journal.key().as_str()
-            )));
-        }
-        Err(e) => return Err(e.into()),
-    };
-    // All entries in one statement: one round trip per journal, not per line.
-    let entries = journal.entries();
+         VALUES ($1, $2, $3, $4, $5)",
+        journal_values(journal),
+    );
     let mut sql =
         String::from("INSERT INTO journal_entries (journal_id, account, side, amount) VALUES ");
-    for i in 0..entries.len() {
-        let p = 4 * i;
+    let mut values: Vec<Value> = vec![journal.key().as_str().into()];
+    for (i, entry) in journal.entries().iter().enumerate() {
+        let p = 1 + 3 * i;
         if i > 0 {
             sql.push_str(", ");
         }
-        sql.push_str(&format!("(${}, ${}, ${}, ${})", p + 1, p + 2, p + 3, p + 4));
+        sql.push_str(&format!(
+            "((SELECT id FROM journals WHERE journal_key = $1), ${}, ${}, ${})",
+            p + 1,
+            p + 2,
+            p + 3
+        ));
+        values.extend(entry_values(entry));
     }
-    let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for entry in entries {
-        insert = insert
-            .bind(id)
-            .bind(entry.account.code())
-            .bind(side_str(entry.side))
-            .bind(entry.amount.get());
-    }
-    insert.execute(&mut *conn).await?;
-    Ok(())
+    script.push(sql, values);
+}
+
+/// A journal's row: key, kind, trade, refund, time.
+pub(crate) fn journal_values(journal: &Journal) -> Vec<Value> {
+    vec![
+        journal.key().as_str().into(),
+        journal.kind().as_str().into(),
+        journal.trade().get().into(),
+        journal.refund().map(|r| r.get()).into(),
+        ms(journal.at()).into(),
+    ]
+}
+
+/// An entry's account, side and amount.
+pub(crate) fn entry_values(entry: &Entry) -> Vec<Value> {
+    vec![
+        entry.account.code().into(),
+        side_str(entry.side).into(),
+        entry.amount.get().into(),
+    ]
 }
 
 #[derive(Debug, sqlx::FromRow)]

@@ -16,6 +16,7 @@
 //! - `jobs`: leased background jobs, claimable by several gateway processes.
 //! - `sqlite_writer`: SQLite's single writer, on a thread of its own, with
 //!   group commit (every SQLite write transaction goes through it).
+//! - `script`: several statements of one write in one round trip.
 //!
 //! **Conventions.** Money is BIGINT fen and time BIGINT epoch milliseconds on
 //! both backends, so rows decode the same way. Time is always passed in by the
@@ -52,6 +53,7 @@ mod merchants;
 mod outbox;
 mod refunds;
 mod rows;
+mod script;
 mod sqlite_writer;
 mod trades;
 
@@ -143,6 +145,8 @@ pub(crate) const CAS_ATTEMPTS_MAX: u32 = 16;
 
 /// Connections per pool: enough for the gateway's concurrency, bounded.
 const POOL_CONNECTIONS_MAX: u32 = 16;
+/// A pooled PostgreSQL connection idle longer than this is pinged before use.
+const POOL_PING_IDLE: Duration = Duration::from_secs(1);
 /// How long a caller waits for a pooled connection.
 const POOL_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -216,8 +220,18 @@ impl Store {
         let pool = AnyPoolOptions::new()
             // A connection to a local SQLite file cannot go stale the way a
             // network connection can: no ping (a round trip to its thread)
-            // before each use. PostgreSQL's are checked.
-            .test_before_acquire(backend == Backend::Postgres)
+            // before each use. A PostgreSQL connection is pinged only when
+            // it sat idle for a while: one used a moment ago answered then,
+            // and a ping per checkout was a round trip per write.
+            .test_before_acquire(false)
+            .before_acquire(move |conn, meta| {
+                Box::pin(async move {
+                    if backend == Backend::Postgres && meta.idle_for > POOL_PING_IDLE {
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
             .max_connections(POOL_CONNECTIONS_MAX)
             .acquire_timeout(POOL_ACQUIRE_TIMEOUT)
             .after_connect(move |conn, _meta| {
@@ -303,6 +317,47 @@ impl Store {
             Some(writer) => Txn::Sqlite(writer.begin().await?),
             None => Txn::Pool(self.pool.begin().await?),
         })
+    }
+
+    /// One write of a single query (on SQLite maybe several statements, see
+    /// `script`), atomic on its own: on SQLite begun, run and committed in
+    /// one round trip; on PostgreSQL one statement in autocommit. Returns
+    /// once it is durable.
+    pub(crate) async fn write_once(
+        &self,
+        postgres: &'static str,
+        sqlite: &'static str,
+        values: Vec<script::Value>,
+    ) -> Result<script::Ran, sqlx::Error> {
+        match &self.sqlite {
+            Some(writer) => writer.transact(sqlite, values).await,
+            None => {
+                let mut conn = self.pool.acquire().await?;
+                script::run_sql(&mut conn, postgres.to_owned(), values, 0).await
+            }
+        }
+    }
+
+    /// Starts a write transaction whose first query is the backend's of
+    /// `postgres` and `sqlite` (on SQLite sent with the `BEGIN`, one round
+    /// trip).
+    pub(crate) async fn begin_write_with(
+        &self,
+        postgres: &'static str,
+        sqlite: &'static str,
+        values: Vec<script::Value>,
+    ) -> Result<(Txn, script::Ran), sqlx::Error> {
+        match &self.sqlite {
+            Some(writer) => {
+                let (tx, ran) = writer.begin_with(sqlite, values).await?;
+                Ok((Txn::Sqlite(tx), ran))
+            }
+            None => {
+                let mut tx = self.pool.begin().await?;
+                let ran = script::run_sql(&mut tx, postgres.to_owned(), values, 0).await?;
+                Ok((Txn::Pool(tx), ran))
+            }
+        }
     }
 
     /// Logical and physical commits of the SQLite writer (`None` on
@@ -405,6 +460,29 @@ impl Txn {
         match self {
             Txn::Sqlite(tx) => tx.commit().await,
             Txn::Pool(tx) => tx.commit().await,
+        }
+    }
+
+    /// Runs `script` as the last statements and commits: on SQLite in one
+    /// round trip. Returns the script's results once they are durable. On
+    /// PostgreSQL a [`script::Script::guarded`] script whose first statement
+    /// wrote nothing is rolled back instead.
+    pub(crate) async fn commit_with(
+        self,
+        script: script::Script,
+    ) -> Result<script::Ran, sqlx::Error> {
+        match self {
+            Txn::Sqlite(tx) => tx.commit_with(script).await,
+            Txn::Pool(mut tx) => {
+                let guarded = script.is_guarded();
+                let ran = script.run(&mut tx).await?;
+                if guarded && ran.first_wrote_nothing() {
+                    tx.rollback().await?;
+                } else {
+                    tx.commit().await?;
+                }
+                Ok(ran)
+            }
         }
     }
 

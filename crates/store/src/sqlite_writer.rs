@@ -41,6 +41,7 @@ use sqlx::{AnyConnection, Executor};
 use tokio::sync::{Mutex, OwnedMutexGuard, oneshot};
 
 use crate::StoreError;
+use crate::script::{Ran, Script, Value, run_sql};
 
 /// Most logical transactions in one physical commit: bounds the time the
 /// first of them waits for the disk (each takes a few hundred microseconds).
@@ -166,6 +167,60 @@ impl SqliteWriter {
         })
     }
 
+    /// Starts a logical transaction whose first statements are `sql`, sent
+    /// in one round trip with the `BEGIN`/`SAVEPOINT` (see `script`).
+    pub(crate) async fn begin_with(
+        self: &Arc<Self>,
+        sql: &str,
+        values: Vec<Value>,
+    ) -> Result<(SqliteTxn, Ran), sqlx::Error> {
+        let (mut txn, prefix, skip) = self.begin_lazily().await;
+        let ran = run_sql(txn.conn(), format!("{prefix}; {sql}"), values, skip).await?;
+        Ok((txn, ran))
+    }
+
+    /// One logical transaction of `sql` alone: begun, run and committed in
+    /// one round trip (when nobody waits to join; else it joins the group
+    /// commit like [`SqliteTxn::commit`]). Returns once it is on disk.
+    pub(crate) async fn transact(
+        self: &Arc<Self>,
+        sql: &str,
+        values: Vec<Value>,
+    ) -> Result<Ran, sqlx::Error> {
+        let (mut txn, prefix, skip) = self.begin_lazily().await;
+        let alone = txn.commits_physically(true);
+        let suffix = if alone { RELEASE_AND_COMMIT } else { RELEASE };
+        let sql = format!("{prefix}; {sql}; {suffix}");
+        let mut ran = run_sql(txn.conn(), sql, values, skip).await?;
+        ran.affected
+            .truncate(ran.affected.len().saturating_sub(statements(suffix)));
+        txn.released(alone).await?;
+        Ok(ran)
+    }
+
+    /// Takes the connection for a logical transaction whose `BEGIN` or
+    /// `SAVEPOINT` (returned, with its statement count) the caller sends in
+    /// front of its first statements. If they fail, dropping the
+    /// transaction undoes whatever of them ran (see [`WriterConn::recover`]).
+    async fn begin_lazily(self: &Arc<Self>) -> (SqliteTxn, &'static str, usize) {
+        let mut queued = Queued::new(self);
+        let mut guard = self.conn.clone().lock_owned().await;
+        queued.served();
+        guard.recover().await;
+        let prefix = if guard.open {
+            SAVEPOINT
+        } else {
+            BEGIN_AND_SAVEPOINT
+        };
+        guard.open = true;
+        let txn = SqliteTxn {
+            guard,
+            writer: self.clone(),
+            finished: false,
+        };
+        (txn, prefix, statements(prefix))
+    }
+
     /// Ends the open physical transaction unless someone will join it.
     async fn flush(self: Arc<Self>) {
         let mut guard = self.conn.clone().lock_owned().await;
@@ -213,21 +268,30 @@ impl WriterConn {
             return Ok(());
         }
         let result = self.conn.execute(sql).await.map(|_| ());
-        self.open = false;
         if result.is_err() {
             // Leave no half-state behind; an error here means none is open.
             let _ = self.conn.execute("ROLLBACK").await;
-        } else {
+        }
+        self.committed(
+            writer,
+            result.as_ref().map_err(ToString::to_string).copied(),
+        );
+        result
+    }
+
+    /// The physical transaction ended with `result` (its `COMMIT` ran, or
+    /// failed and was rolled back): every pending logical commit learns it.
+    fn committed(&mut self, writer: &SqliteWriter, result: Result<(), String>) {
+        self.open = false;
+        if result.is_ok() {
             let commits = writer.physical.fetch_add(1, Ordering::Relaxed) + 1;
             if commits.is_multiple_of(CHECKPOINT_EVERY) {
                 writer.checkpoint_due.notify_one();
             }
         }
-        let shared = result.as_ref().map_err(ToString::to_string).copied();
         for waiter in self.pending.drain(..) {
-            let _ = waiter.send(shared.clone());
+            let _ = waiter.send(result.clone());
         }
-        result
     }
 
     /// Rolls the physical transaction back: every pending logical commit fails.
@@ -351,13 +415,41 @@ impl SqliteTxn {
         drop(self);
         match ended {
             Ended::Done(result) => result,
-            Ended::AwaitCommit(receiver) => match receiver.await {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(reason)) => Err(sqlx::Error::Protocol(reason)),
-                Err(_) => Err(sqlx::Error::Protocol(
-                    "the group commit ended without an answer".into(),
-                )),
-            },
+            Ended::AwaitCommit(receiver) => wait_for_group(receiver).await,
+        }
+    }
+
+    /// Runs `script` as this transaction's last statements and commits, in
+    /// one round trip when nobody waits to join (else as [`Self::commit`]).
+    /// Returns the script's results once it is on disk. If a statement
+    /// fails, dropping the transaction rolls it back.
+    pub(crate) async fn commit_with(mut self, script: Script) -> Result<Ran, sqlx::Error> {
+        let alone = self.commits_physically(true);
+        let suffix = if alone { RELEASE_AND_COMMIT } else { RELEASE };
+        let (sql, values) = script.joined("", suffix);
+        let mut ran = run_sql(self.conn(), sql, values, 0).await?;
+        ran.affected
+            .truncate(ran.affected.len().saturating_sub(statements(suffix)));
+        self.released(alone).await?;
+        Ok(ran)
+    }
+
+    /// After statements of the caller's released the savepoint and, when
+    /// `alone`, committed the physical transaction: the bookkeeping of
+    /// [`Self::commit`], and the wait for the group commit.
+    async fn released(mut self, alone: bool) -> Result<(), sqlx::Error> {
+        self.writer.logical.fetch_add(1, Ordering::Relaxed);
+        self.finished = true;
+        if alone {
+            let writer = self.writer.clone();
+            self.guard.committed(&writer, Ok(()));
+            return Ok(());
+        }
+        let ended = self.end(true).await;
+        drop(self);
+        match ended {
+            Ended::Done(result) => result,
+            Ended::AwaitCommit(receiver) => wait_for_group(receiver).await,
         }
     }
 
@@ -410,6 +502,24 @@ impl Drop for SqliteTxn {
             self.guard.abandoned = true;
             self.writer.spawn_flush();
         }
+    }
+}
+
+/// How many statements `sql`, one of this module's, holds.
+fn statements(sql: &str) -> usize {
+    sql.matches(';').count() + 1
+}
+
+/// The result of the physical commit a logical one joined.
+async fn wait_for_group(
+    receiver: oneshot::Receiver<Result<(), String>>,
+) -> Result<(), sqlx::Error> {
+    match receiver.await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(reason)) => Err(sqlx::Error::Protocol(reason)),
+        Err(_) => Err(sqlx::Error::Protocol(
+            "the group commit ended without an answer".into(),
+        )),
     }
 }
 
@@ -553,6 +663,92 @@ mod tests {
             stats.physical < stats.logical && stats.physical >= 40 / BATCH_MAX as u64,
             "{stats:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn one_round_trip_writes_commit_alone_or_end_a_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let (writer, options) = open(dir.path()).await;
+        let two =
+            "INSERT INTO child (v) VALUES ($1); INSERT INTO child (v) VALUES ($2) RETURNING v";
+        let ran = writer
+            .transact(two, vec!["a1".into(), "a2".into()])
+            .await
+            .unwrap();
+        assert_eq!((ran.affected, ran.rows.len()), (vec![1, 1], 1));
+        assert_eq!(writer.stats().physical, 1);
+        // A writer holds the connection; the one-round-trip write queues,
+        // the holder's commit joins the group, and the queued write (alone
+        // by then) commits both.
+        let mut first = writer.begin().await.unwrap();
+        insert(&mut first, "b", None).await;
+        let queued = {
+            let writer = writer.clone();
+            tokio::spawn(async move { writer.transact(two, vec!["c1".into(), "c2".into()]).await })
+        };
+        until_queued(&writer, 1).await;
+        first.commit().await.unwrap();
+        queued.await.unwrap().unwrap();
+        assert_eq!(committed(&options).await, ["a1", "a2", "b", "c1", "c2"]);
+        assert_eq!(writer.stats().logical, 3);
+        assert_eq!(writer.stats().physical, 2);
+    }
+
+    #[tokio::test]
+    async fn a_failed_one_round_trip_write_takes_only_its_own_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (writer, options) = open(dir.path()).await;
+        let mut first = writer.begin().await.unwrap();
+        insert(&mut first, "kept", None).await;
+        let failing = {
+            let writer = writer.clone();
+            tokio::spawn(async move {
+                writer
+                    .transact(
+                        "INSERT INTO child (v) VALUES ($1); INSERT INTO child (v) VALUES ($2)",
+                        vec!["lost".into(), Value::Text(None)],
+                    )
+                    .await
+            })
+        };
+        until_queued(&writer, 1).await;
+        first.commit().await.unwrap();
+        assert!(failing.await.unwrap().is_err());
+        // Alone again: the next write commits at once, and the failed one
+        // left nothing.
+        writer.transact("SELECT 1", vec![]).await.unwrap();
+        assert_eq!(committed(&options).await, ["kept"]);
+    }
+
+    #[tokio::test]
+    async fn a_transaction_begun_and_committed_with_statements() {
+        let dir = tempfile::tempdir().unwrap();
+        let (writer, options) = open(dir.path()).await;
+        let (tx, ran) = writer
+            .begin_with(
+                "INSERT INTO parent (id) VALUES ($1) RETURNING id",
+                vec![7.into()],
+            )
+            .await
+            .unwrap();
+        assert_eq!(ran.rows.len(), 1);
+        let mut script = Script::default();
+        script.push(
+            "INSERT INTO child (v, parent_id) VALUES ($1, $2)",
+            vec!["x".into(), 7.into()],
+        );
+        assert_eq!(tx.commit_with(script).await.unwrap().affected, vec![1]);
+        assert_eq!(committed(&options).await, ["x"]);
+        // A failing last statement: the transaction is rolled back whole.
+        let (tx, _) = writer
+            .begin_with("INSERT INTO child (v) VALUES ($1)", vec!["y".into()])
+            .await
+            .unwrap();
+        let mut script = Script::default();
+        script.push("INSERT INTO child (v) VALUES ($1)", vec![Value::Text(None)]);
+        assert!(tx.commit_with(script).await.is_err());
+        writer.transact("SELECT 1", vec![]).await.unwrap();
+        assert_eq!(committed(&options).await, ["x"]);
     }
 
     #[tokio::test]

@@ -1,12 +1,15 @@
 //! Trades: the idempotent intent insert and **the single write path**.
 //!
-//! [`Store::apply_observation`] is the only way a trade's state changes. In one
-//! transaction it reads the trade (locked on PostgreSQL; SQLite's
-//! `BEGIN IMMEDIATE` already serialises writers), runs the core's
-//! [`jianlian_core::trade::apply_observation`], writes the new row only if the
-//! version is still the one it read (compare-and-set), books the journals the
-//! change carries, queues the channel notification in the outbox, and
-//! enqueues the closed loop's next step as a job. State, books, outbox and
+//! [`Store::apply_observation`] is the only way a trade's state changes. It
+//! reads the trade, runs the core's
+//! [`jianlian_core::trade::apply_observation`], and writes atomically the new
+//! row only if the version is still the one it read (compare-and-set), the
+//! journals the change carries, the channel notification in the outbox, and
+//! the closed loop's next step as a job. On SQLite the read and the write are
+//! one transaction under the single writer; on PostgreSQL a change without an
+//! outbox row is one statement whose parts hang on the compare-and-set (read
+//! again and re-applied when another writer got there first), and one with
+//! an outbox row a transaction that locks the row. State, books, outbox and
 //! jobs therefore never disagree, whatever crashes when.
 
 use jianlian_core::closed_loop::{self, plan};
@@ -14,14 +17,17 @@ use jianlian_core::fees::FeePolicy;
 use jianlian_core::ids::{AppId, ChannelOrderNo, TradeId, UpstreamOrderNo};
 use jianlian_core::merchant::OnboardingState;
 use jianlian_core::notify::RefundNotice;
-use jianlian_core::trade::{Applied, Observation, Trade, TradeIntent};
+use jianlian_core::trade::{Applied, Change, Observation, Trade, TradeIntent};
 use jiff::{SignedDuration, Timestamp};
 use serde_json::json;
 use sqlx::AnyConnection;
 
 use crate::jobs::{Job, JobState, NewJob, enqueue_in};
+use crate::jobs::{job_values, push_job};
+use crate::ledger::{booked_twice, entry_values, journal_values, push_journal};
 use crate::rows::{TradeRow, cancel_action_str, ms, to_json, trade_columns};
-use crate::{CAS_ATTEMPTS_MAX, Store, StoreError};
+use crate::script::{Ran, Script, Value, run_sql};
+use crate::{Backend, CAS_ATTEMPTS_MAX, Store, StoreError};
 
 /// The job kind that drives a trade's closed loop. Payload:
 /// `{"trade": id, "version": v}`; a job whose version is no longer the
@@ -103,6 +109,52 @@ macro_rules! insert_trade_sql {
     };
 }
 
+/// The intent insert on each backend.
+macro_rules! intent_sqlite {
+    () => {
+        insert_trade_sql!(
+            "(SELECT MAX(COALESCE((SELECT MAX(id) FROM trades), 0), \
+             COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'trades'), 0)) + 1 AS id) n",
+            "printf('%012d', n.id)"
+        )
+    };
+}
+macro_rules! intent_postgres {
+    () => {
+        insert_trade_sql!(
+            "(SELECT nextval(pg_get_serial_sequence('trades', 'id')) AS id) n",
+            "CASE WHEN n.id >= 1000000000000 THEN CAST(n.id AS TEXT) \
+             ELSE lpad(CAST(n.id AS TEXT), 12, '0') END"
+        )
+    };
+}
+
+const INTENT_SQLITE: &str = intent_sqlite!();
+const INTENT_POSTGRES: &str = intent_postgres!();
+
+/// The intent insert and, for the row it wrote (none: no job), the first
+/// step job as [`step_job`] makes it (`$20` kind, `$21` time, `$22`
+/// attempts); a contract test compares the two.
+const INTENT_WITH_JOB_SQLITE: &str = concat!(
+    intent_sqlite!(),
+    "; INSERT INTO jobs (kind, dedupe_key, payload, state, run_at, attempts, max_attempts, \
+     locked_by, locked_until, last_error, created_at, updated_at) \
+     SELECT $20, $20 || ':' || id || ':' || version, \
+     json_object('trade', id, 'version', version), 'queued', $21, 0, $22, NULL, NULL, NULL, \
+     $21, $21 FROM trades WHERE id = last_insert_rowid() AND changes() = 1 \
+     ON CONFLICT (dedupe_key) DO NOTHING"
+);
+const INTENT_WITH_JOB_POSTGRES: &str = concat!(
+    "WITH t AS (",
+    intent_postgres!(),
+    "), j AS (INSERT INTO jobs (kind, dedupe_key, payload, state, run_at, attempts, \
+     max_attempts, locked_by, locked_until, last_error, created_at, updated_at) \
+     SELECT $20, $20 || ':' || t.id || ':' || $18, \
+     json_build_object('trade', t.id, 'version', $18)::text, 'queued', $21, 0, $22, \
+     NULL, NULL, NULL, $21, $21 FROM t ON CONFLICT (dedupe_key) DO NOTHING) \
+     SELECT id, upstream_out_trade_no FROM t"
+);
+
 impl Store {
     /// Commits a trade intent before any upstream call (R4, issue item 6).
     /// The same `(channel, out_trade_no)` always names the same trade, so
@@ -125,66 +177,58 @@ impl Store {
     ) -> Result<Inserted<Trade>, StoreError> {
         intent.check()?;
         // Every column but the row number and the upstream order number
-        // (which embeds it) is known before the insert.
+        // (which embeds it) is known before the insert, and so is the first
+        // step job (its time does not depend on the row number).
         let draft = Trade::from_intent(crate::rows::trade_id(1)?, intent.clone(), &self.policy);
-        let mut tx = self.begin_write().await?;
-        // One statement assigns the row number, writes the whole row with
-        // its upstream order number, and checks routing (R2.2, R3.2): the
-        // smid is the merchant's own and onboarded, and the store and
-        // terminal are registered. No row back: the order number was taken,
-        // or routing failed; both are told apart below.
-        let row: Option<(i64, String)> = sqlx::query_as(self.sql(
-            insert_trade_sql!(
-                "(SELECT nextval(pg_get_serial_sequence('trades', 'id')) AS id) n",
-                "CASE WHEN n.id >= 1000000000000 THEN CAST(n.id AS TEXT) \
-                 ELSE lpad(CAST(n.id AS TEXT), 12, '0') END"
-            ),
-            insert_trade_sql!(
-                "(SELECT MAX(COALESCE((SELECT MAX(id) FROM trades), 0), \
-                 COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'trades'), 0)) + 1 AS id) n",
-                "printf('%012d', n.id)"
-            ),
-        ))
-        .bind(draft.kind.as_str())
-        .bind(draft.channel.as_str().to_owned())
-        .bind(draft.merchant.get())
-        .bind(draft.smid.as_str().to_owned())
-        .bind(draft.store.as_str().to_owned())
-        .bind(draft.terminal.as_str().to_owned())
-        .bind(draft.channel_order_no.as_str().to_owned())
-        .bind(UpstreamOrderNo::prefix(draft.created_at))
-        .bind(draft.subject.clone())
-        .bind(draft.total_amount.get())
-        .bind(draft.notify_url.clone())
-        .bind(ms(draft.created_at))
-        .bind(ms(draft.expires_at))
-        .bind(draft.state.as_str())
-        .bind(i64::from(draft.flags.bits()))
-        .bind(to_json(&draft.facts.fund_bills)?)
-        .bind(to_json(&draft.progress)?)
-        .bind(draft.version)
-        .bind(OnboardingState::Onboarded.as_str())
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some((id, upstream)) = row else {
-            if let Err(refused) = check_routing_in(&mut tx, intent).await {
-                tx.rollback().await?;
-                return Err(refused);
+        let step = plan(&draft, &self.policy);
+        let mut values: Vec<Value> = vec![
+            draft.kind.as_str().into(),
+            draft.channel.as_str().into(),
+            draft.merchant.get().into(),
+            draft.smid.as_str().into(),
+            draft.store.as_str().into(),
+            draft.terminal.as_str().into(),
+            draft.channel_order_no.as_str().into(),
+            UpstreamOrderNo::prefix(draft.created_at).into(),
+            draft.subject.clone().into(),
+            draft.total_amount.get().into(),
+            draft.notify_url.clone().into(),
+            ms(draft.created_at).into(),
+            ms(draft.expires_at).into(),
+            draft.state.as_str().into(),
+            i64::from(draft.flags.bits()).into(),
+            to_json(&draft.facts.fund_bills)?.into(),
+            to_json(&draft.progress)?.into(),
+            draft.version.into(),
+            OnboardingState::Onboarded.as_str().into(),
+        ];
+        // One write assigns the row number, writes the whole row with its
+        // upstream order number, checks routing (R2.2, R3.2: the smid is the
+        // merchant's own and onboarded, the store and terminal registered)
+        // and enqueues the first step job for the new row: on SQLite one
+        // round trip with its BEGIN and COMMIT, on PostgreSQL one statement.
+        // No row back: the order number was taken, or routing failed; both
+        // are told apart below.
+        let ran = match step {
+            Some(next) => {
+                let job = step_job(&draft, next.due_at);
+                values.extend([
+                    Value::from(job.kind),
+                    ms(job.run_at).into(),
+                    i64::from(job.max_attempts).into(),
+                ]);
+                self.write_once(INTENT_WITH_JOB_POSTGRES, INTENT_WITH_JOB_SQLITE, values)
+                    .await?
             }
-            // The other row may sit in this physical transaction (SQLite's
-            // group commit): committing waits until it is on disk, hence
-            // visible to the read below.
-            tx.commit().await?;
-            let existing = self
-                .trade_by_channel_order(&intent.channel, &intent.channel_order_no)
-                .await?
-                .ok_or_else(|| StoreError::Contended {
-                    what: "trade",
-                    key: format!("{}/{}", intent.channel, intent.channel_order_no),
-                    attempts: 1,
-                })?;
-            return Ok(Inserted::Existing(existing));
+            None => {
+                self.write_once(INTENT_POSTGRES, INTENT_SQLITE, values)
+                    .await?
+            }
         };
+        let Some(row) = ran.rows.first() else {
+            return self.intent_refused(intent).await;
+        };
+        let (id, upstream): (i64, String) = sqlx::FromRow::from_row(row)?;
         let trade = Trade::from_intent(crate::rows::trade_id(id)?, intent.clone(), &self.policy);
         if trade.upstream_order_no.as_str() != upstream {
             return Err(StoreError::corrupt(format!(
@@ -192,11 +236,27 @@ impl Store {
                 trade.upstream_order_no
             )));
         }
-        if let Some(next) = plan(&trade, &self.policy) {
-            enqueue_in(&mut tx, &step_job(&trade, next.due_at)).await?;
-        }
-        tx.commit().await?;
         Ok(Inserted::Created(trade))
+    }
+
+    /// Why an intent insert wrote nothing: routing refused it (the error
+    /// says why), or the channel's order number already names a trade
+    /// (returned; its write is durable, as the refused insert waited for
+    /// the commit that holds it).
+    async fn intent_refused(&self, intent: &TradeIntent) -> Result<Inserted<Trade>, StoreError> {
+        {
+            let mut conn = self.pool.acquire().await?;
+            check_routing_in(&mut conn, intent).await?;
+        }
+        let existing = self
+            .trade_by_channel_order(&intent.channel, &intent.channel_order_no)
+            .await?
+            .ok_or_else(|| StoreError::Contended {
+                what: "trade",
+                key: format!("{}/{}", intent.channel, intent.channel_order_no),
+                attempts: 1,
+            })?;
+        Ok(Inserted::Existing(existing))
     }
 
     pub async fn trade(&self, id: TradeId) -> Result<Option<Trade>, StoreError> {
@@ -423,22 +483,13 @@ impl Store {
         now: Timestamp,
     ) -> Result<(Trade, bool), StoreError> {
         for _ in 0..CAS_ATTEMPTS_MAX {
-            let mut tx = self.begin_write().await?;
-            let (trade, fees) = self.lock_trade_in(&mut tx, id).await?;
-            match apply_in(&mut tx, &self.policy, &trade, fees, observation, now, None).await? {
-                Write::NoOp => {
-                    tx.rollback().await?;
-                    return Ok((trade, false));
-                }
-                // Another writer got there first: read again and re-apply.
-                Write::Stale => {
-                    tx.rollback().await?;
-                    continue;
-                }
-                Write::Changed { trade, .. } => {
-                    tx.commit().await?;
-                    return Ok((*trade, true));
-                }
+            let applied = match self.backend {
+                Backend::Sqlite => self.apply_locked(id, observation, now).await?,
+                Backend::Postgres => self.apply_optimistically(id, observation, now).await?,
+            };
+            // None: another writer got there first; read again and re-apply.
+            if let Some(applied) = applied {
+                return Ok(applied);
             }
         }
         Err(StoreError::Contended {
@@ -447,6 +498,88 @@ impl Store {
             attempts: CAS_ATTEMPTS_MAX,
         })
     }
+
+    /// One attempt with the trade locked from the read to the commit. On
+    /// SQLite the read goes with the BEGIN and a change without an outbox
+    /// row (most answers) with the COMMIT: two round trips.
+    async fn apply_locked(
+        &self,
+        id: TradeId,
+        observation: &Observation,
+        now: Timestamp,
+    ) -> Result<Option<(Trade, bool)>, StoreError> {
+        let (mut tx, ran) = self
+            .begin_write_with(TRADE_FOR_UPDATE, TRADE_WITH_FEES, vec![id.get().into()])
+            .await?;
+        let (trade, fees) = locked_trade(id, &ran)?;
+        let change = match jianlian_core::trade::apply_observation(&trade, observation, now, fees)?
+        {
+            Applied::NoOp => {
+                tx.rollback().await?;
+                return Ok(Some((trade, false)));
+            }
+            Applied::Changed(change) => *change,
+        };
+        if queues_notice(&change) {
+            return match write_change_in(&mut tx, &self.policy, &trade, change, now, None).await? {
+                Write::Changed { trade, .. } => {
+                    tx.commit().await?;
+                    Ok(Some((*trade, true)))
+                }
+                Write::Stale | Write::NoOp => {
+                    tx.rollback().await?;
+                    Ok(None)
+                }
+            };
+        }
+        let script = change_script(&self.policy, &trade, &change)?;
+        let ran = tx
+            .commit_with(script)
+            .await
+            .map_err(|e| booked_twice(e, "a journal of trade", &id.to_string()))?;
+        Ok((!ran.first_wrote_nothing()).then_some((change.trade, true)))
+    }
+
+    /// One attempt on PostgreSQL without a transaction: read, then write the
+    /// whole change in one statement whose every part hangs on the
+    /// compare-and-set of the row (two round trips instead of six). A change
+    /// that queues a notification goes the locked way.
+    async fn apply_optimistically(
+        &self,
+        id: TradeId,
+        observation: &Observation,
+        now: Timestamp,
+    ) -> Result<Option<(Trade, bool)>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        let ran = run_sql(
+            &mut conn,
+            TRADE_WITH_FEES.to_owned(),
+            vec![id.get().into()],
+            0,
+        )
+        .await?;
+        let (trade, fees) = locked_trade(id, &ran)?;
+        let change = match jianlian_core::trade::apply_observation(&trade, observation, now, fees)?
+        {
+            Applied::NoOp => return Ok(Some((trade, false))),
+            Applied::Changed(change) => *change,
+        };
+        if queues_notice(&change) {
+            drop(conn);
+            return self.apply_locked(id, observation, now).await;
+        }
+        let (sql, values) = change_statement(&self.policy, &trade, &change)?;
+        let ran = run_sql(&mut conn, sql, values, 0)
+            .await
+            .map_err(|e| booked_twice(e, "a journal of trade", &id.to_string()))?;
+        Ok((!ran.rows.is_empty()).then_some((change.trade, true)))
+    }
+}
+
+/// Whether writing `change` queues a notification to the channel (an
+/// outbox row, whose delivery job needs the row's number).
+fn queues_notice(change: &Change) -> bool {
+    change.notice.is_some() && change.trade.notify_url.is_some()
 }
 
 /// A trade row with its merchant's fee rates (one round trip where a change
@@ -459,39 +592,47 @@ struct TradeFeesRow {
     credit_fee_rate_ppm: Option<i64>,
 }
 
+/// Reads a trade with its merchant's fee rates (`$1` the trade). The
+/// `FOR UPDATE` form (PostgreSQL) locks only the trade's row; on SQLite the
+/// writer's lock covers the database.
+macro_rules! trade_with_fees_sql {
+    ($lock:literal) => {
+        concat!(
+            "SELECT ",
+            trade_columns!(),
+            ", (SELECT fee_rate_ppm FROM merchants m WHERE m.id = trades.merchant_id) \
+             AS fee_rate_ppm, \
+             (SELECT credit_fee_rate_ppm FROM merchants m WHERE m.id = trades.merchant_id) \
+             AS credit_fee_rate_ppm FROM trades WHERE id = $1 AND version > 0",
+            $lock
+        )
+    };
+}
+const TRADE_FOR_UPDATE: &str = trade_with_fees_sql!(" FOR UPDATE");
+const TRADE_WITH_FEES: &str = trade_with_fees_sql!("");
+
+/// The trade (and fee rates) a lock read returned.
+fn locked_trade(id: TradeId, ran: &Ran) -> Result<(Trade, FeePolicy), StoreError> {
+    let row = ran.rows.first().ok_or(StoreError::NotFound {
+        what: "trade",
+        key: id.to_string(),
+    })?;
+    let row: TradeFeesRow = sqlx::FromRow::from_row(row)?;
+    let fees = fee_policy(row.fee_rate_ppm, row.credit_fee_rate_ppm)?;
+    Ok((Trade::try_from(row.trade)?, fees))
+}
+
 impl Store {
     /// Locks and reads a trade in the caller's transaction, with its
-    /// merchant's fee rates read in the same statement (only the trade's row
-    /// is locked).
+    /// merchant's fee rates read in the same statement.
     pub(crate) async fn lock_trade_in(
         &self,
         conn: &mut AnyConnection,
         id: TradeId,
     ) -> Result<(Trade, FeePolicy), StoreError> {
-        macro_rules! select {
-            ($lock:literal) => {
-                concat!(
-                    "SELECT ",
-                    trade_columns!(),
-                    ", (SELECT fee_rate_ppm FROM merchants m WHERE m.id = trades.merchant_id) \
-                     AS fee_rate_ppm, \
-                     (SELECT credit_fee_rate_ppm FROM merchants m WHERE m.id = trades.merchant_id) \
-                     AS credit_fee_rate_ppm FROM trades WHERE id = $1 AND version > 0",
-                    $lock
-                )
-            };
-        }
-        let row: Option<TradeFeesRow> =
-            sqlx::query_as(self.sql(select!(" FOR UPDATE"), select!("")))
-                .bind(id.get())
-                .fetch_optional(&mut *conn)
-                .await?;
-        let row = row.ok_or(StoreError::NotFound {
-            what: "trade",
-            key: id.to_string(),
-        })?;
-        let fees = fee_policy(row.fee_rate_ppm, row.credit_fee_rate_ppm)?;
-        Ok((Trade::try_from(row.trade)?, fees))
+        let sql = self.sql(TRADE_FOR_UPDATE, TRADE_WITH_FEES);
+        let ran = run_sql(conn, sql.to_owned(), vec![id.get().into()], 0).await?;
+        locked_trade(id, &ran)
     }
 }
 
@@ -520,15 +661,31 @@ pub(crate) async fn apply_in(
     now: Timestamp,
     refund: Option<&RefundNotice>,
 ) -> Result<Write, StoreError> {
-    let change = match jianlian_core::trade::apply_observation(trade, observation, now, fees)? {
-        Applied::NoOp => return Ok(Write::NoOp),
-        Applied::Changed(change) => change,
-    };
-    if update_trade_in(&mut *conn, &change.trade, trade.version).await? != 1 {
-        return Ok(Write::Stale);
+    match jianlian_core::trade::apply_observation(trade, observation, now, fees)? {
+        Applied::NoOp => Ok(Write::NoOp),
+        Applied::Changed(change) => {
+            write_change_in(conn, policy, trade, *change, now, refund).await
+        }
     }
-    for journal in &change.journals {
-        crate::ledger::insert_journal_in(&mut *conn, journal).await?;
+}
+
+/// Writes `change` of `trade` in the caller's transaction: the row
+/// (compare-and-set on the version read), its journals and next step job
+/// (one round trip on SQLite), then its outbox row.
+async fn write_change_in(
+    conn: &mut AnyConnection,
+    policy: &jianlian_core::closed_loop::LoopPolicy,
+    trade: &Trade,
+    change: Change,
+    now: Timestamp,
+    refund: Option<&RefundNotice>,
+) -> Result<Write, StoreError> {
+    let ran = change_script(policy, trade, &change)?
+        .run(&mut *conn)
+        .await
+        .map_err(|e| booked_twice(e, "a journal of trade", &trade.id.to_string()))?;
+    if ran.first_wrote_nothing() {
+        return Ok(Write::Stale);
     }
     let mut notified = false;
     if let Some(notice) = change.notice {
@@ -536,13 +693,28 @@ pub(crate) async fn apply_in(
             .await?
             .is_some();
     }
-    if let Some(next) = plan(&change.trade, policy) {
-        enqueue_in(&mut *conn, &step_job(&change.trade, next.due_at)).await?;
-    }
     Ok(Write::Changed {
         trade: Box::new(change.trade),
         notified,
     })
+}
+
+/// The statements of `change` but its outbox row: the row, compare-and-set
+/// on the version read (first, [`Script::guarded`]), its journals and the
+/// next step job.
+fn change_script(
+    policy: &jianlian_core::closed_loop::LoopPolicy,
+    trade: &Trade,
+    change: &Change,
+) -> Result<Script, StoreError> {
+    let mut script = Script::guarded(UPDATE_TRADE, update_values(&change.trade, trade.version)?);
+    for journal in &change.journals {
+        push_journal(&mut script, journal);
+    }
+    if let Some(next) = plan(&change.trade, policy) {
+        push_job(&mut script, &step_job(&change.trade, next.due_at))?;
+    }
+    Ok(script)
 }
 
 /// R2.2 and R3.2, enforced where the intent is written: the smid is the
@@ -605,43 +777,95 @@ fn fee_policy(rate_ppm: i64, credit_ppm: Option<i64>) -> Result<FeePolicy, Store
     })
 }
 
-/// Writes every mutable column of `trade` if the row is still at `expected`
-/// version; returns the number of rows written (0 or 1).
-pub(crate) async fn update_trade_in(
-    conn: &mut AnyConnection,
+/// [`change_script`] as one PostgreSQL statement: the row's
+/// compare-and-set, and the journals and step job selected from its result,
+/// so that nothing is written unless the row was. Returns a row when it was.
+fn change_statement(
+    policy: &jianlian_core::closed_loop::LoopPolicy,
     trade: &Trade,
-    expected: i64,
-) -> Result<u64, StoreError> {
+    change: &Change,
+) -> Result<(String, Vec<Value>), StoreError> {
+    use std::fmt::Write as _;
+    let mut values = update_values(&change.trade, trade.version)?;
+    let mut sql = format!("WITH u AS ({UPDATE_TRADE} RETURNING id)");
+    // Placeholders for `n` more values, numbered after those so far.
+    let next = |values: &Vec<Value>, n: usize| -> String {
+        (values.len() + 1..=values.len() + n)
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    for (i, journal) in change.journals.iter().enumerate() {
+        let head = journal_values(journal);
+        let _ = write!(
+            sql,
+            ", j{i} AS (INSERT INTO journals (journal_key, kind, trade_id, refund_id, at) \
+             SELECT {} FROM u RETURNING id)",
+            next(&values, head.len())
+        );
+        values.extend(head);
+        let mut rows = Vec::new();
+        for entry in journal.entries() {
+            let entry_values = entry_values(entry);
+            rows.push(format!("({})", next(&values, entry_values.len())));
+            values.extend(entry_values);
+        }
+        let _ = write!(
+            sql,
+            ", e{i} AS (INSERT INTO journal_entries (journal_id, account, side, amount) \
+             SELECT j{i}.id, v.account, v.side, v.amount FROM j{i}, (VALUES {}) \
+             AS v (account, side, amount))",
+            rows.join(", ")
+        );
+    }
+    if let Some(step) = plan(&change.trade, policy) {
+        let job = job_values(&step_job(&change.trade, step.due_at))?;
+        let _ = write!(
+            sql,
+            ", k AS (INSERT INTO jobs (kind, dedupe_key, payload, state, run_at, attempts, \
+             max_attempts, locked_by, locked_until, last_error, created_at, updated_at) \
+             SELECT v.kind, v.dedupe_key, v.payload, 'queued', v.run_at, 0, v.max_attempts, \
+             NULL, NULL, NULL, v.run_at, v.run_at FROM u, (VALUES ({})) AS v (kind, dedupe_key, payload, run_at, max_attempts) \
+             ON CONFLICT (dedupe_key) DO NOTHING)",
+            next(&values, job.len())
+        );
+        values.extend(job);
+    }
+    sql.push_str(" SELECT id FROM u");
+    Ok((sql, values))
+}
+
+/// Writes every mutable column of a trade if the row is still at the
+/// version read (values: [`update_values`]).
+const UPDATE_TRADE: &str = "UPDATE trades SET upstream_out_trade_no = $1, expires_at = $2, \
+     state = $3, cancel_action = $4, state_since = $5, flags = $6, trade_no = $7, \
+     buyer_user_id = $8, buyer_logon_id = $9, receipt_amount = $10, buyer_pay_amount = $11, \
+     paid_at = $12, fund_bills = $13, failure = $14, unknown_reason = $15, progress = $16, \
+     fee = $17, fee_amount = $18, version = $19 WHERE id = $20 AND version = $21";
+
+fn update_values(trade: &Trade, expected: i64) -> Result<Vec<Value>, StoreError> {
     let facts = &trade.facts;
-    let done = sqlx::query(
-        "UPDATE trades SET upstream_out_trade_no = $1, expires_at = $2, state = $3, \
-         cancel_action = $4, state_since = $5, flags = $6, trade_no = $7, buyer_user_id = $8, \
-         buyer_logon_id = $9, receipt_amount = $10, buyer_pay_amount = $11, paid_at = $12, \
-         fund_bills = $13, failure = $14, unknown_reason = $15, progress = $16, fee = $17, \
-         fee_amount = $18, version = $19 WHERE id = $20 AND version = $21",
-    )
-    .bind(trade.upstream_order_no.as_str().to_owned())
-    .bind(ms(trade.expires_at))
-    .bind(trade.state.as_str())
-    .bind(cancel_action_str(trade.state))
-    .bind(ms(trade.state_since))
-    .bind(i64::from(trade.flags.bits()))
-    .bind(facts.trade_no.clone())
-    .bind(facts.buyer_user_id.clone())
-    .bind(facts.buyer_logon_id.clone())
-    .bind(facts.receipt_amount.map(|f| f.get()))
-    .bind(facts.buyer_pay_amount.map(|f| f.get()))
-    .bind(facts.paid_at.map(ms))
-    .bind(to_json(&facts.fund_bills)?)
-    .bind(facts.failure.as_ref().map(to_json).transpose()?)
-    .bind(facts.unknown_reason.clone())
-    .bind(to_json(&trade.progress)?)
-    .bind(trade.fee.as_ref().map(to_json).transpose()?)
-    .bind(trade.fee.map(|f| f.fee.get()))
-    .bind(trade.version)
-    .bind(trade.id.get())
-    .bind(expected)
-    .execute(&mut *conn)
-    .await?;
-    Ok(done.rows_affected())
+    Ok(vec![
+        trade.upstream_order_no.as_str().into(),
+        ms(trade.expires_at).into(),
+        trade.state.as_str().into(),
+        cancel_action_str(trade.state).map(str::to_owned).into(),
+        ms(trade.state_since).into(),
+        i64::from(trade.flags.bits()).into(),
+        facts.trade_no.clone().into(),
+        facts.buyer_user_id.clone().into(),
+        facts.buyer_logon_id.clone().into(),
+        facts.receipt_amount.map(|f| f.get()).into(),
+        facts.buyer_pay_amount.map(|f| f.get()).into(),
+        facts.paid_at.map(ms).into(),
+        to_json(&facts.fund_bills)?.into(),
+        facts.failure.as_ref().map(to_json).transpose()?.into(),
+        facts.unknown_reason.clone().into(),
+        to_json(&trade.progress)?.into(),
+        trade.fee.as_ref().map(to_json).transpose()?.into(),
+        trade.fee.map(|f| f.fee.get()).into(),
+        trade.version.into(),
+        trade.id.get().into(),
+        expected.into(),
+    ])
 }

@@ -20,7 +20,7 @@ use jianlian_core::channel::{Channel, ChannelStatus};
 use jianlian_core::closed_loop::{NextAction, StepKind, next_action, plan};
 use jianlian_core::fees::{FeePolicy, FundBill};
 use jianlian_core::ids::{
-    AppId, ChannelOrderNo, MerchantId, Pid, RefundRequestNo, Smid, StoreCode, TerminalId,
+    AppId, ChannelOrderNo, MerchantId, Pid, RefundRequestNo, Smid, StoreCode, TerminalId, TradeId,
 };
 use jianlian_core::ledger::Account;
 use jianlian_core::merchant::{Merchant, NewMerchant, OnboardingEvent, OnboardingState};
@@ -45,6 +45,7 @@ contract!(
     identical_concurrent_intents_create_one_trade,
     one_write_path_keeps_state_books_outbox_and_jobs_together,
     concurrent_observations_converge,
+    concurrent_answers_without_notice_book_once,
     refunds_never_exceed_the_paid_amount_under_concurrency,
     refunds_book_fees_and_a_full_refund_closes_the_trade,
     jobs_are_leased_fenced_retried_and_dead_lettered,
@@ -587,6 +588,18 @@ async fn identical_concurrent_intents_create_one_trade(db: Db) {
         .unwrap()
         .expect("the intent's first step job");
     assert_eq!(job.run_at, at(30));
+    // Written by SQL in the intent's own statement: the same job the store
+    // writes for every later step (kind, payload, attempts).
+    assert_eq!(job.kind, TRADE_STEP_JOB);
+    assert_eq!(
+        job.payload,
+        serde_json::json!({"trade": trade.id.get(), "version": 1})
+    );
+    assert_eq!(
+        (job.state, job.attempts, job.max_attempts),
+        (JobState::Queued, 0, 20)
+    );
+    assert_eq!(job.locked_until, None);
     assert_eq!(
         store
             .jobs_in_state(JobState::Queued, 100)
@@ -782,6 +795,28 @@ async fn one_write_path_keeps_state_books_outbox_and_jobs_together(db: Db) {
     assert_eq!(store.trade(trade.id).await.unwrap().unwrap(), paid);
 }
 
+/// Applies `n` observations to trade `id` at once, cycling through
+/// `observations`; the i-th at `at(first + i)`.
+fn race(
+    store: &Store,
+    id: TradeId,
+    observations: Vec<Observation>,
+    n: usize,
+    first: i64,
+) -> Vec<tokio::task::JoinHandle<Result<(Trade, bool), StoreError>>> {
+    observations
+        .into_iter()
+        .cycle()
+        .take(n)
+        .enumerate()
+        .map(|(i, obs)| {
+            let store = store.clone();
+            let when = at(first + i64::try_from(i).unwrap());
+            tokio::spawn(async move { store.apply_observation(id, &obs, when).await })
+        })
+        .collect()
+}
+
 async fn concurrent_observations_converge(db: Db) {
     let store = db.store().await;
     let merchant = onboarded_merchant(&store, "2088000000000103").await;
@@ -804,24 +839,8 @@ async fn concurrent_observations_converge(db: Db) {
             ..paid.clone()
         }),
     ];
-    let tasks: Vec<_> = observations
-        .into_iter()
-        .cycle()
-        .take(24)
-        .enumerate()
-        .map(|(i, obs)| {
-            let store = store.clone();
-            let id = trade.id;
-            tokio::spawn(async move {
-                store
-                    .apply_observation(id, &obs, at(i64::try_from(i).unwrap()))
-                    .await
-                    .unwrap()
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await.unwrap();
+    for task in race(&store, trade.id, observations, 24, 0) {
+        task.await.unwrap().unwrap();
     }
     let end = store.trade(trade.id).await.unwrap().unwrap();
     assert_eq!(end.state, TradeState::Paid);
@@ -845,6 +864,51 @@ async fn concurrent_observations_converge(db: Db) {
         })
         .collect();
     assert_eq!(statuses, vec!["TRADE_SUCCESS".to_owned()]);
+}
+
+/// A trade without a notify URL: its changes queue no outbox row, so they
+/// take the short write (on PostgreSQL one statement hanging on the row's
+/// compare-and-set, with no lock). Racing writers still book the payment
+/// once and leave the trade paid, with the step job of its final version.
+async fn concurrent_answers_without_notice_book_once(db: Db) {
+    let store = db.store().await;
+    let merchant = onboarded_merchant(&store, "2088000000000104").await;
+    let trade = store
+        .insert_trade_intent(&TradeIntent {
+            notify_url: None,
+            ..intent(&merchant, "QUIET", 7_300, TradeKind::BarcodePay)
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let paid = success(&trade, vec![]);
+    let observations = vec![
+        Observation::Answered(SyncAnswer::Unknown {
+            reason: "timeout".into(),
+        }),
+        Observation::Answered(SyncAnswer::Paid(paid.clone())),
+        Observation::Refreshed(paid.clone()),
+        Observation::Notified(paid.clone()),
+    ];
+    let mut changes = 0;
+    for task in race(&store, trade.id, observations, 32, 1) {
+        // A late "unknown" after the payment is refused by the core, which
+        // writes nothing; every other answer converges.
+        if let Ok((_, changed)) = task.await.unwrap() {
+            changes += usize::from(changed);
+        }
+    }
+    let end = store.trade(trade.id).await.unwrap().unwrap();
+    assert_eq!(end.state, TradeState::Paid);
+    assert!(changes >= 1);
+    assert_eq!(
+        end.version,
+        1 + i64::try_from(changes).unwrap(),
+        "one version per change"
+    );
+    let check = store.ledger_check().await.unwrap();
+    assert_eq!(check.journals, 1, "paid once, booked once");
+    assert!(store.outbox_of_trade(trade.id).await.unwrap().is_empty());
 }
 
 async fn refunds_never_exceed_the_paid_amount_under_concurrency(db: Db) {
