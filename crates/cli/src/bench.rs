@@ -12,7 +12,11 @@
 //! as answered, and the best level is the peak; (3) half load: pays paced at
 //! half the peak rate through the gateway, then the same pace straight to
 //! the sandbox; the gateway-added p99 is the difference of the two p99
-//! latencies. Every answer must be `10000`.
+//! latencies. Every answer must be `10000`. Beside it, the machine's busy
+//! CPU time per pay at the peak (every process, the database server
+//! included) and over the same load straight to the sandbox: the share of
+//! it that is signatures bounds peak ÷ ceiling, and the difference is what
+//! the gateway itself costs.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -384,7 +388,7 @@ async fn measure(
         .await?
         .buyer_id;
     let half = requests.div_ceil(2);
-    let total = requests * concurrency.len() + 2 * half + 10;
+    let total = requests * (concurrency.len() + 1) + 2 * half + 10;
     let mut codes = Vec::with_capacity(total);
     for _ in 0..total {
         codes.push(sandbox.payment_code(&buyer, None).await?);
@@ -410,13 +414,18 @@ async fn measure(
     let mut peak_cpu = None;
     for &clients in concurrency {
         let before = CpuTicks::now();
-        let (rate, lat) = flat_out(&bench, requests, clients).await?;
+        let (rate, lat) = flat_out(&bench, requests, clients, false).await?;
         let cpu = CpuTicks::now().and_then(|after| Some(after.since(&before?, requests)));
         levels.push(format!("{clients} clients: {rate:.0}/s"));
         if rate > peak {
             (peak, peak_lat, peak_clients, peak_cpu) = (rate, lat, clients, cpu);
         }
     }
+    // The same load straight to the sandbox: what the load generator and
+    // the sandbox cost without the gateway (two signatures a pay).
+    let before = CpuTicks::now();
+    let (direct_peak, _) = flat_out(&bench, requests, peak_clients, true).await?;
+    let direct_cpu = CpuTicks::now().and_then(|after| Some(after.since(&before?, requests)));
     let rate_after = tokio::task::spawn_blocking(move || sign_rate(cores)).await??;
     let rate = f64::midpoint(rate_before, rate_after);
     #[allow(clippy::cast_precision_loss)]
@@ -462,15 +471,25 @@ async fn measure(
     // is its four signatures (at full use of every core, peak ÷ ceiling is
     // this share).
     let rsa_ms = 4_000.0 / rate;
-    let cpu_json = peak_cpu.map(|c| {
+    let cpu_json = peak_cpu.zip(direct_cpu).map(|(c, d)| {
         say!(
             "| CPU per pay at peak (all processes, busy time) | {:.2} ms, of which {:.2} ms system; signatures {rsa_ms:.2} ms = {:.2} of it |",
             c.busy_ms,
             c.system_ms,
             rsa_ms / c.busy_ms
         );
+        // The gateway's own share: the difference with the direct run, less
+        // its two signatures.
+        let gateway_ms = c.busy_ms - d.busy_ms;
+        say!(
+            "| CPU per pay straight to the sandbox ({direct_peak:.0}/s) | {:.2} ms; so the gateway adds {gateway_ms:.2} ms, {:.2} ms besides its two signatures |",
+            d.busy_ms,
+            gateway_ms - rsa_ms / 2.0
+        );
         serde_json::json!({"cpu_ms_per_pay": c.busy_ms, "system_ms_per_pay": c.system_ms,
-            "rsa_share": rsa_ms / c.busy_ms})
+            "rsa_share": rsa_ms / c.busy_ms, "direct_cpu_ms_per_pay": d.busy_ms,
+            "direct_peak": direct_peak, "gateway_cpu_ms_per_pay": gateway_ms,
+            "gateway_non_rsa_ms_per_pay": gateway_ms - rsa_ms / 2.0})
     });
     let json = serde_json::json!({
         "database": database, "cores": cores, "sign_rate": rate,
@@ -533,12 +552,14 @@ impl CpuTicks {
     }
 }
 
-/// `clients` clients send `n` pays, each as soon as its previous one is
-/// answered; returns pays per second and the sorted latencies.
+/// `clients` clients send `n` pays (`direct`: to the sandbox, not through
+/// the gateway), each as soon as its previous one is answered; returns pays
+/// per second and the sorted latencies.
 async fn flat_out(
     bench: &Arc<Bench>,
     n: usize,
     clients: usize,
+    direct: bool,
 ) -> anyhow::Result<(f64, Vec<Duration>)> {
     let started = Instant::now();
     let remaining = Arc::new(AtomicUsize::new(n));
@@ -552,7 +573,7 @@ async fn flat_out(
                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
                 .is_ok()
             {
-                lat.push(bench.one(false).await?);
+                lat.push(bench.one(direct).await?);
             }
             anyhow::Ok(lat)
         }));
