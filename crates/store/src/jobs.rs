@@ -149,11 +149,26 @@ pub(crate) fn push_job(script: &mut Script, job: &NewJob) -> Result<(), StoreErr
     Ok(())
 }
 
+/// `INSERT INTO jobs … SELECT` of a queued job from five SQL expressions
+/// (kind, dedupe key, payload, run time, attempts); the statement goes on
+/// with its `FROM` and conflict clause. Every job insert is written with it.
+macro_rules! insert_job {
+    ($kind:literal, $key:literal, $payload:literal, $run_at:literal, $attempts:literal) => {
+        concat!(
+            "INSERT INTO jobs (kind, dedupe_key, payload, state, run_at, attempts, \
+             max_attempts, locked_by, locked_until, last_error, created_at, updated_at) SELECT ",
+            $kind, ", ", $key, ", ", $payload, ", 'queued', ", $run_at, ", 0, ", $attempts,
+            ", NULL, NULL, NULL, ", $run_at, ", ", $run_at
+        )
+    };
+}
+pub(crate) use insert_job;
+
 /// Inserts a job unless its dedupe key exists; returns the new row number.
-const ENQUEUE: &str = "INSERT INTO jobs (kind, dedupe_key, payload, state, run_at, attempts, \
-     max_attempts, locked_by, locked_until, last_error, created_at, updated_at) \
-     VALUES ($1, $2, $3, 'queued', $4, 0, $5, NULL, NULL, NULL, $4, $4) \
-     ON CONFLICT (dedupe_key) DO NOTHING RETURNING id";
+const ENQUEUE: &str = concat!(
+    insert_job!("$1", "$2", "$3", "$4", "$5"),
+    " ON CONFLICT (dedupe_key) DO NOTHING RETURNING id"
+);
 
 pub(crate) fn job_values(job: &NewJob) -> Result<Vec<Value>, StoreError> {
     Ok(vec![

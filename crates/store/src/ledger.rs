@@ -46,16 +46,29 @@ pub(crate) fn booked_twice(e: sqlx::Error, what: &str, key: &str) -> StoreError 
     }
 }
 
+/// The head of a journal's insert, its columns in [`journal_values`]' order.
+macro_rules! insert_journal {
+    () => {
+        "INSERT INTO journals (journal_key, kind, trade_id, refund_id, at) "
+    };
+}
+/// The head of its entries' insert: the journal's row number, then
+/// [`entry_values`].
+macro_rules! insert_entries {
+    () => {
+        "INSERT INTO journal_entries (journal_id, account, side, amount) "
+    };
+}
+pub(crate) use {insert_entries, insert_journal};
+
 /// The two statements that book `journal`: its row, then all its entries in
 /// one insert that finds the row by its key.
 pub(crate) fn push_journal(script: &mut Script, journal: &Journal) {
     script.push(
-        "INSERT INTO journals (journal_key, kind, trade_id, refund_id, at) \
-         VALUES ($1, $2, $3, $4, $5)",
+        concat!(insert_journal!(), "VALUES ($1, $2, $3, $4, $5)"),
         journal_values(journal),
     );
-    let mut sql =
-        String::from("INSERT INTO journal_entries (journal_id, account, side, amount) VALUES ");
+    let mut sql = String::from(concat!(insert_entries!(), "VALUES "));
     let mut values: Vec<Value> = vec![journal.key().as_str().into()];
     for (i, entry) in journal.entries().iter().enumerate() {
         let p = 1 + 3 * i;

@@ -143,10 +143,9 @@ impl Script {
         self.parts.push((sql.into(), values));
     }
 
-    /// The statements as one SQLite query between `prefix` and `suffix`
-    /// (whole statements of no values, or empty), placeholders renumbered.
-    pub(crate) fn joined(self, prefix: &str, suffix: &str) -> (String, Vec<Value>) {
-        let mut sql = String::from(prefix);
+    /// The statements as one SQLite query, placeholders renumbered.
+    pub(crate) fn joined(self) -> (String, Vec<Value>) {
+        let mut sql = String::new();
         let mut values = Vec::new();
         for (part, part_values) in self.parts {
             if !sql.is_empty() {
@@ -155,10 +154,6 @@ impl Script {
             renumber_into(&mut sql, &part, values.len());
             values.extend(part_values);
         }
-        if !suffix.is_empty() {
-            sql.push_str("; ");
-            sql.push_str(suffix);
-        }
         (sql, values)
     }
 
@@ -166,7 +161,7 @@ impl Script {
     /// SQLite, one by one on PostgreSQL. Stops at the first error.
     pub(crate) async fn run(self, conn: &mut AnyConnection) -> Result<Ran, sqlx::Error> {
         if conn.backend_name() == "SQLite" {
-            let (sql, values) = self.joined("", "");
+            let (sql, values) = self.joined();
             return run_sql(conn, sql, values, 0).await;
         }
         let mut ran = Ran::default();
@@ -224,11 +219,11 @@ mod tests {
             vec![3.into(), 4.into()],
         );
         s.push("DELETE FROM c WHERE z = $10", vec![]);
-        let (sql, values) = s.joined("BEGIN", "COMMIT");
+        let (sql, values) = s.joined();
         assert_eq!(
             sql,
-            "BEGIN; INSERT INTO a VALUES ($1, $2); UPDATE b SET x = $4, p = '$1' WHERE y = $3; \
-             DELETE FROM c WHERE z = $14; COMMIT"
+            "INSERT INTO a VALUES ($1, $2); UPDATE b SET x = $4, p = '$1' WHERE y = $3; \
+             DELETE FROM c WHERE z = $14"
         );
         assert_eq!(values.len(), 4);
     }

@@ -139,32 +139,12 @@ impl SqliteWriter {
     }
 
     /// Starts a logical transaction: waits for the connection, joins the open
-    /// physical transaction or begins one, and sets the savepoint.
+    /// physical transaction or begins one, and sets the savepoint. (One
+    /// round trip; if it fails, dropping the transaction undoes it.)
     pub(crate) async fn begin(self: &Arc<Self>) -> Result<SqliteTxn, sqlx::Error> {
-        let mut queued = Queued::new(self);
-        let mut guard = self.conn.clone().lock_owned().await;
-        queued.served();
-        guard.recover().await;
-        if guard.open {
-            if let Err(e) = guard.conn.execute(SAVEPOINT).await {
-                guard.abort(&e).await;
-                return Err(e);
-            }
-        } else {
-            // One round trip. Nothing was open, so nobody else is in it: if
-            // either statement failed, rolling back leaves nothing behind.
-            if let Err(e) = guard.conn.execute(BEGIN_AND_SAVEPOINT).await {
-                guard.open = true;
-                guard.abort(&e).await;
-                return Err(e);
-            }
-            guard.open = true;
-        }
-        Ok(SqliteTxn {
-            guard,
-            writer: self.clone(),
-            finished: false,
-        })
+        let (mut txn, prefix, _) = self.begin_lazily().await;
+        txn.conn().execute(prefix).await?;
+        Ok(txn)
     }
 
     /// Starts a logical transaction whose first statements are `sql`, sent
@@ -187,15 +167,8 @@ impl SqliteWriter {
         sql: &str,
         values: Vec<Value>,
     ) -> Result<Ran, sqlx::Error> {
-        let (mut txn, prefix, skip) = self.begin_lazily().await;
-        let alone = txn.commits_physically(true);
-        let suffix = if alone { RELEASE_AND_COMMIT } else { RELEASE };
-        let sql = format!("{prefix}; {sql}; {suffix}");
-        let mut ran = run_sql(txn.conn(), sql, values, skip).await?;
-        ran.affected
-            .truncate(ran.affected.len().saturating_sub(statements(suffix)));
-        txn.released(alone).await?;
-        Ok(ran)
+        let (txn, prefix, skip) = self.begin_lazily().await;
+        txn.finish(format!("{prefix}; {sql}"), values, skip).await
     }
 
     /// Takes the connection for a logical transaction whose `BEGIN` or
@@ -423,20 +396,32 @@ impl SqliteTxn {
     /// one round trip when nobody waits to join (else as [`Self::commit`]).
     /// Returns the script's results once it is on disk. If a statement
     /// fails, dropping the transaction rolls it back.
-    pub(crate) async fn commit_with(mut self, script: Script) -> Result<Ran, sqlx::Error> {
+    pub(crate) async fn commit_with(self, script: Script) -> Result<Ran, sqlx::Error> {
+        let (sql, values) = script.joined();
+        self.finish(sql, values, 0).await
+    }
+
+    /// Runs `sql` (whose first `skip` statements are this transaction's
+    /// `BEGIN`/`SAVEPOINT`) with the savepoint's `RELEASE` after it, and the
+    /// physical `COMMIT` when nobody waits to join; then the bookkeeping of
+    /// [`Self::commit`], and the wait for the group commit.
+    async fn finish(
+        mut self,
+        sql: String,
+        values: Vec<Value>,
+        skip: usize,
+    ) -> Result<Ran, sqlx::Error> {
         let alone = self.commits_physically(true);
         let suffix = if alone { RELEASE_AND_COMMIT } else { RELEASE };
-        let (sql, values) = script.joined("", suffix);
-        let mut ran = run_sql(self.conn(), sql, values, 0).await?;
+        let mut ran = run_sql(self.conn(), format!("{sql}; {suffix}"), values, skip).await?;
         ran.affected
             .truncate(ran.affected.len().saturating_sub(statements(suffix)));
         self.released(alone).await?;
         Ok(ran)
     }
 
-    /// After statements of the caller's released the savepoint and, when
-    /// `alone`, committed the physical transaction: the bookkeeping of
-    /// [`Self::commit`], and the wait for the group commit.
+    /// After the savepoint was released (and, when `alone`, the physical
+    /// transaction committed) by the statements [`Self::finish`] sent.
     async fn released(mut self, alone: bool) -> Result<(), sqlx::Error> {
         self.writer.logical.fetch_add(1, Ordering::Relaxed);
         self.finished = true;

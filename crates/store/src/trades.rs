@@ -23,8 +23,10 @@ use serde_json::json;
 use sqlx::AnyConnection;
 
 use crate::jobs::{Job, JobState, NewJob, enqueue_in};
-use crate::jobs::{job_values, push_job};
-use crate::ledger::{booked_twice, entry_values, journal_values, push_journal};
+use crate::jobs::{insert_job, job_values, push_job};
+use crate::ledger::{
+    booked_twice, entry_values, insert_entries, insert_journal, journal_values, push_journal,
+};
 use crate::rows::{TradeRow, cancel_action_str, ms, to_json, trade_columns};
 use crate::script::{Ran, Script, Value, run_sql};
 use crate::{Backend, CAS_ATTEMPTS_MAX, Store, StoreError};
@@ -137,22 +139,29 @@ const INTENT_POSTGRES: &str = intent_postgres!();
 /// attempts); a contract test compares the two.
 const INTENT_WITH_JOB_SQLITE: &str = concat!(
     intent_sqlite!(),
-    "; INSERT INTO jobs (kind, dedupe_key, payload, state, run_at, attempts, max_attempts, \
-     locked_by, locked_until, last_error, created_at, updated_at) \
-     SELECT $20, $20 || ':' || id || ':' || version, \
-     json_object('trade', id, 'version', version), 'queued', $21, 0, $22, NULL, NULL, NULL, \
-     $21, $21 FROM trades WHERE id = last_insert_rowid() AND changes() = 1 \
+    "; ",
+    insert_job!(
+        "$20",
+        "$20 || ':' || id || ':' || version",
+        "json_object('trade', id, 'version', version)",
+        "$21",
+        "$22"
+    ),
+    " FROM trades WHERE id = last_insert_rowid() AND changes() = 1 \
      ON CONFLICT (dedupe_key) DO NOTHING"
 );
 const INTENT_WITH_JOB_POSTGRES: &str = concat!(
     "WITH t AS (",
     intent_postgres!(),
-    "), j AS (INSERT INTO jobs (kind, dedupe_key, payload, state, run_at, attempts, \
-     max_attempts, locked_by, locked_until, last_error, created_at, updated_at) \
-     SELECT $20, $20 || ':' || t.id || ':' || $18, \
-     json_build_object('trade', t.id, 'version', $18)::text, 'queued', $21, 0, $22, \
-     NULL, NULL, NULL, $21, $21 FROM t ON CONFLICT (dedupe_key) DO NOTHING) \
-     SELECT id, upstream_out_trade_no FROM t"
+    "), j AS (",
+    insert_job!(
+        "$20",
+        "$20 || ':' || t.id || ':' || $18",
+        "json_build_object('trade', t.id, 'version', $18)::text",
+        "$21",
+        "$22"
+    ),
+    " FROM t ON CONFLICT (dedupe_key) DO NOTHING) SELECT id, upstream_out_trade_no FROM t"
 );
 
 impl Store {
@@ -799,8 +808,12 @@ fn change_statement(
         let head = journal_values(journal);
         let _ = write!(
             sql,
-            ", j{i} AS (INSERT INTO journals (journal_key, kind, trade_id, refund_id, at) \
-             SELECT {} FROM u RETURNING id)",
+            concat!(
+                ", j{} AS (",
+                insert_journal!(),
+                "SELECT {} FROM u RETURNING id)"
+            ),
+            i,
             next(&values, head.len())
         );
         values.extend(head);
@@ -812,21 +825,32 @@ fn change_statement(
         }
         let _ = write!(
             sql,
-            ", e{i} AS (INSERT INTO journal_entries (journal_id, account, side, amount) \
-             SELECT j{i}.id, v.account, v.side, v.amount FROM j{i}, (VALUES {}) \
-             AS v (account, side, amount))",
-            rows.join(", ")
+            concat!(
+                ", e{i} AS (",
+                insert_entries!(),
+                "SELECT j{i}.id, v.account, v.side, v.amount FROM j{i}, (VALUES {rows}) \
+                 AS v (account, side, amount))"
+            ),
+            i = i,
+            rows = rows.join(", ")
         );
     }
     if let Some(step) = plan(&change.trade, policy) {
         let job = job_values(&step_job(&change.trade, step.due_at))?;
         let _ = write!(
             sql,
-            ", k AS (INSERT INTO jobs (kind, dedupe_key, payload, state, run_at, attempts, \
-             max_attempts, locked_by, locked_until, last_error, created_at, updated_at) \
-             SELECT v.kind, v.dedupe_key, v.payload, 'queued', v.run_at, 0, v.max_attempts, \
-             NULL, NULL, NULL, v.run_at, v.run_at FROM u, (VALUES ({})) AS v (kind, dedupe_key, payload, run_at, max_attempts) \
-             ON CONFLICT (dedupe_key) DO NOTHING)",
+            concat!(
+                ", k AS (",
+                insert_job!(
+                    "v.kind",
+                    "v.dedupe_key",
+                    "v.payload",
+                    "v.run_at",
+                    "v.attempts"
+                ),
+                " FROM u, (VALUES ({})) AS v (kind, dedupe_key, payload, run_at, attempts) \
+                 ON CONFLICT (dedupe_key) DO NOTHING)"
+            ),
             next(&values, job.len())
         );
         values.extend(job);
