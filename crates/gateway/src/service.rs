@@ -51,6 +51,12 @@ pub struct Service {
     /// entry does not go stale. The store checks routing again where it
     /// writes the intent, and a refusal there evicts the entry all the same.
     routed: Mutex<HashMap<Smid, Merchant>>,
+    /// Active channels by `app_id`, as last read. Only the methods that
+    /// start a trade use an entry: their intent is written only while the
+    /// channel is still as remembered (the store checks status, key and
+    /// notify hosts in the same statement), and a request that fails
+    /// authentication with a remembered key is tried again with a fresh read.
+    channels: Mutex<HashMap<String, Channel>>,
 }
 
 impl Service {
@@ -90,6 +96,7 @@ impl Service {
             worker_id: worker_id(),
             keys: Mutex::new(HashMap::new()),
             routed: Mutex::new(HashMap::new()),
+            channels: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -137,16 +144,36 @@ impl Service {
         lock(&self.routed).remove(smid);
     }
 
-    /// An active channel by `app_id`.
+    /// An active channel by `app_id`, read from the store (and remembered
+    /// for [`Service::remembered_channel`]).
     pub async fn active_channel(&self, app_id: &str) -> Result<Option<Channel>, StoreError> {
-        let Ok(app_id) = AppId::parse(app_id) else {
+        let Ok(parsed) = AppId::parse(app_id) else {
             return Ok(None);
         };
-        Ok(self
+        let channel = self
             .store
-            .channel(&app_id)
+            .channel(&parsed)
             .await?
-            .filter(|c| c.status == ChannelStatus::Active))
+            .filter(|c| c.status == ChannelStatus::Active);
+        let mut channels = lock(&self.channels);
+        match &channel {
+            Some(c) => {
+                if channels.len() >= CACHE_MAX {
+                    channels.clear();
+                }
+                channels.insert(app_id.to_owned(), c.clone());
+            }
+            None => {
+                channels.remove(app_id);
+            }
+        }
+        Ok(channel)
+    }
+
+    /// The channel as last read by [`Service::active_channel`], if it was
+    /// active then; see `channels` for who may rely on it.
+    pub fn remembered_channel(&self, app_id: &str) -> Option<Channel> {
+        lock(&self.channels).get(app_id).cloned()
     }
 
     /// The visibility rule (R2.2, R3.1): `viewer` sees what `owner` owns when

@@ -102,6 +102,10 @@ pub enum StoreError {
         key: String,
         attempts: u32,
     },
+    /// A write made for a channel as the caller last saw it found the
+    /// channel changed (key, status or notify hosts): read it again.
+    #[error("channel {0} changed since it was read")]
+    ChannelChanged(String),
     #[error("the store's writer thread failed: {0}")]
     Writer(String),
     #[error("job {job} is no longer leased by {worker}")]

@@ -12,6 +12,7 @@
 //! an outbox row a transaction that locks the row. State, books, outbox and
 //! jobs therefore never disagree, whatever crashes when.
 
+use jianlian_core::channel::Channel;
 use jianlian_core::closed_loop::{self, plan};
 use jianlian_core::fees::FeePolicy;
 use jianlian_core::ids::{AppId, ChannelOrderNo, TradeId, UpstreamOrderNo};
@@ -105,10 +106,31 @@ macro_rules! insert_trade_sql {
             " WHERE EXISTS (SELECT 1 FROM merchants m JOIN terminals t ON t.merchant_id = m.id \
              WHERE m.id = $3 AND m.state = $19 AND m.smid = $4 AND t.store_code = $5 \
              AND t.terminal_id = $6) \
+             AND ($20 IS NULL OR EXISTS (SELECT 1 FROM channels c WHERE c.app_id = $2 \
+             AND c.status = $20 AND c.public_key = $21 AND c.notify_hosts = $22)) \
              ON CONFLICT (channel_app_id, channel_out_trade_no) DO NOTHING \
              RETURNING id, upstream_out_trade_no"
         )
     };
+}
+
+/// What an intent written for a channel the caller did not read just now
+/// checks of it (`$20` status, `$21` public key, `$22` notify hosts, as
+/// stored): everything the request's authentication and checks used.
+fn channel_stamp(channel: &Channel) -> Result<[String; 3], StoreError> {
+    Ok([
+        channel.status.as_str().to_owned(),
+        channel.public_key.clone(),
+        to_json(&channel.notify_hosts)?,
+    ])
+}
+
+/// The intent's channel check values: all NULL (no check) without `seen`.
+fn channel_values(seen: Option<&Channel>) -> Result<[Value; 3], StoreError> {
+    Ok(match seen {
+        None => [Value::Text(None), Value::Text(None), Value::Text(None)],
+        Some(channel) => channel_stamp(channel)?.map(Value::from),
+    })
 }
 
 /// The intent insert on each backend.
@@ -135,17 +157,17 @@ const INTENT_SQLITE: &str = intent_sqlite!();
 const INTENT_POSTGRES: &str = intent_postgres!();
 
 /// The intent insert and, for the row it wrote (none: no job), the first
-/// step job as [`step_job`] makes it (`$20` kind, `$21` time, `$22`
+/// step job as [`step_job`] makes it (`$23` kind, `$24` time, `$25`
 /// attempts); a contract test compares the two.
 const INTENT_WITH_JOB_SQLITE: &str = concat!(
     intent_sqlite!(),
     "; ",
     insert_job!(
-        "$20",
-        "$20 || ':' || id || ':' || version",
+        "$23",
+        "$23 || ':' || id || ':' || version",
         "json_object('trade', id, 'version', version)",
-        "$21",
-        "$22"
+        "$24",
+        "$25"
     ),
     " FROM trades WHERE id = last_insert_rowid() AND changes() = 1 \
      ON CONFLICT (dedupe_key) DO NOTHING"
@@ -155,11 +177,11 @@ const INTENT_WITH_JOB_POSTGRES: &str = concat!(
     intent_postgres!(),
     "), j AS (",
     insert_job!(
-        "$20",
-        "$20 || ':' || t.id || ':' || $18",
+        "$23",
+        "$23 || ':' || t.id || ':' || $18",
         "json_build_object('trade', t.id, 'version', $18)::text",
-        "$21",
-        "$22"
+        "$24",
+        "$25"
     ),
     " FROM t ON CONFLICT (dedupe_key) DO NOTHING) SELECT id, upstream_out_trade_no FROM t"
 );
@@ -175,14 +197,31 @@ impl Store {
         &self,
         intent: &TradeIntent,
     ) -> Result<Inserted<Trade>, StoreError> {
+        self.insert_trade_intent_as(intent, None).await
+    }
+
+    /// As [`Store::insert_trade_intent`], for a request authenticated with
+    /// `seen`, a copy of the channel the caller did not read just now: the
+    /// intent is written only while the channel is still active with the
+    /// same key and notify hosts, and [`StoreError::ChannelChanged`] says
+    /// when it is not (the caller reads the channel and starts over).
+    pub async fn insert_trade_intent_as(
+        &self,
+        intent: &TradeIntent,
+        seen: Option<&Channel>,
+    ) -> Result<Inserted<Trade>, StoreError> {
         let intent = intent.clone();
-        self.write(move |store| async move { store.insert_trade_intent_now(&intent).await })
-            .await
+        let seen = seen.cloned();
+        self.write(move |store| async move {
+            store.insert_trade_intent_now(&intent, seen.as_ref()).await
+        })
+        .await
     }
 
     async fn insert_trade_intent_now(
         &self,
         intent: &TradeIntent,
+        seen: Option<&Channel>,
     ) -> Result<Inserted<Trade>, StoreError> {
         intent.check()?;
         // Every column but the row number and the upstream order number
@@ -211,6 +250,7 @@ impl Store {
             draft.version.into(),
             OnboardingState::Onboarded.as_str().into(),
         ];
+        values.extend(channel_values(seen)?);
         // One write assigns the row number, writes the whole row with its
         // upstream order number, checks routing (R2.2, R3.2: the smid is the
         // merchant's own and onboarded, the store and terminal registered)
@@ -235,7 +275,7 @@ impl Store {
             }
         };
         let Some(row) = ran.rows.first() else {
-            return self.intent_refused(intent).await;
+            return self.intent_refused(intent, seen).await;
         };
         let (id, upstream): (i64, String) = sqlx::FromRow::from_row(row)?;
         let trade = Trade::from_intent(crate::rows::trade_id(id)?, intent.clone(), &self.policy);
@@ -248,11 +288,28 @@ impl Store {
         Ok(Inserted::Created(trade))
     }
 
-    /// Why an intent insert wrote nothing: routing refused it (the error
-    /// says why), or the channel's order number already names a trade
-    /// (returned; its write is durable, as the refused insert waited for
-    /// the commit that holds it).
-    async fn intent_refused(&self, intent: &TradeIntent) -> Result<Inserted<Trade>, StoreError> {
+    /// Why an intent insert wrote nothing: the channel is no longer what
+    /// the caller saw, routing refused it (the error says why), or the
+    /// channel's order number already names a trade (returned; its write is
+    /// durable, as the refused insert waited for the commit that holds it).
+    async fn intent_refused(
+        &self,
+        intent: &TradeIntent,
+        seen: Option<&Channel>,
+    ) -> Result<Inserted<Trade>, StoreError> {
+        if let Some(seen) = seen {
+            // As stored, as the insert compared it.
+            let now: Option<(String, String, String)> = sqlx::query_as(
+                "SELECT status, public_key, notify_hosts FROM channels WHERE app_id = $1",
+            )
+            .bind(seen.app_id.as_str().to_owned())
+            .fetch_optional(&self.pool)
+            .await?;
+            let [status, key, hosts] = channel_stamp(seen)?;
+            if now != Some((status, key, hosts)) {
+                return Err(StoreError::ChannelChanged(seen.app_id.to_string()));
+            }
+        }
         {
             let mut conn = self.pool.acquire().await?;
             check_routing_in(&mut conn, intent).await?;

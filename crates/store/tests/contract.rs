@@ -43,6 +43,7 @@ contract!(
     channels_form_a_tree,
     merchant_identity_is_unique_and_source_is_audited,
     identical_concurrent_intents_create_one_trade,
+    an_intent_for_a_remembered_channel_needs_it_unchanged,
     one_write_path_keeps_state_books_outbox_and_jobs_together,
     concurrent_observations_converge,
     concurrent_answers_without_notice_book_once,
@@ -648,6 +649,109 @@ async fn identical_concurrent_intents_create_one_trade(db: Db) {
             .unwrap()
             .is_none()
     );
+}
+
+/// The gateway may authenticate a trade start with a channel it read
+/// earlier; the intent is then written only while the stored channel is
+/// still active with the same key and notify hosts.
+async fn an_intent_for_a_remembered_channel_needs_it_unchanged(db: Db) {
+    let store = db.store().await;
+    let merchant = onboarded_merchant(&store, "2088000000000111").await;
+    let seen = store.channel(&merchant.channel).await.unwrap().unwrap();
+    let first = intent(&merchant, "SEEN_1", 100, TradeKind::BarcodePay);
+    let created = store
+        .insert_trade_intent_as(&first, Some(&seen))
+        .await
+        .unwrap();
+    assert!(created.is_created());
+    // The same request again, as seen: answered from the record.
+    let again = store
+        .insert_trade_intent_as(&first, Some(&seen))
+        .await
+        .unwrap();
+    assert!(!again.is_created());
+
+    let refused = |order: &'static str| {
+        let store = store.clone();
+        let intent = intent(&merchant, order, 100, TradeKind::BarcodePay);
+        let seen = seen.clone();
+        async move {
+            let result = store.insert_trade_intent_as(&intent, Some(&seen)).await;
+            assert!(
+                matches!(result, Err(StoreError::ChannelChanged(_))),
+                "{order}: {result:?}"
+            );
+            let written = store
+                .trade_by_channel_order(&intent.channel, &intent.channel_order_no)
+                .await
+                .unwrap();
+            assert!(written.is_none(), "{order}: nothing is written");
+        }
+    };
+    let jobs = store
+        .jobs_in_state(JobState::Queued, 100)
+        .await
+        .unwrap()
+        .len();
+    // Each of key, notify hosts and status changed: refused, nothing written.
+    store
+        .set_channel_public_key(&seen.app_id, "MIIBIjANBgkqROTATED")
+        .await
+        .unwrap();
+    refused("ROTATED").await;
+    // Even a repeat of a recorded request is refused for a stale channel.
+    let repeat = store.insert_trade_intent_as(&first, Some(&seen)).await;
+    assert!(
+        matches!(repeat, Err(StoreError::ChannelChanged(_))),
+        "{repeat:?}"
+    );
+    store
+        .set_channel_public_key(&seen.app_id, &seen.public_key)
+        .await
+        .unwrap();
+    store
+        .set_channel_notify_hosts(&seen.app_id, &["pos.example.com".to_owned()])
+        .await
+        .unwrap();
+    refused("HOSTS").await;
+    store
+        .set_channel_notify_hosts(&seen.app_id, &seen.notify_hosts)
+        .await
+        .unwrap();
+    store
+        .set_channel_status(&seen.app_id, ChannelStatus::Suspended)
+        .await
+        .unwrap();
+    refused("SUSPENDED").await;
+    assert_eq!(
+        store
+            .jobs_in_state(JobState::Queued, 100)
+            .await
+            .unwrap()
+            .len(),
+        jobs,
+        "no step job for a refused intent"
+    );
+    // Without a remembered channel the caller has just read it: no check.
+    let fresh = intent(&merchant, "FRESH", 100, TradeKind::BarcodePay);
+    assert!(
+        store
+            .insert_trade_intent(&fresh)
+            .await
+            .unwrap()
+            .is_created()
+    );
+    // Back as it was: the remembered copy is good again.
+    store
+        .set_channel_status(&seen.app_id, ChannelStatus::Active)
+        .await
+        .unwrap();
+    let last = intent(&merchant, "SEEN_2", 100, TradeKind::BarcodePay);
+    let last = store
+        .insert_trade_intent_as(&last, Some(&seen))
+        .await
+        .unwrap();
+    assert!(last.is_created());
 }
 
 async fn one_write_path_keeps_state_books_outbox_and_jobs_together(db: Db) {

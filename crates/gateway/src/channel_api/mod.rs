@@ -13,6 +13,7 @@ pub mod merchants;
 pub mod trades;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -47,11 +48,17 @@ impl Answer {
 pub type MethodResult = Result<Answer, ErrorReply>;
 
 /// The authenticated caller of one request.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Caller {
     pub channel: Channel,
     /// The request's `notify_url`, if any (checked by the trade methods).
     pub notify_url: Option<String>,
+    /// `channel` is a remembered copy, not read for this request: a trade
+    /// intent is written only while the stored channel still matches it.
+    pub remembered: bool,
+    /// Set when the store found `channel` changed: the request is run again
+    /// with a fresh read, and its answer so far is dropped.
+    pub changed: AtomicBool,
 }
 
 /// Logs an internal error once and answers `20000`: the caller retries or
@@ -131,40 +138,88 @@ pub const METHODS: &[&str] = &[
     "jianlian.merchant.store.create",
 ];
 
+/// The methods that may authenticate with a remembered channel (see
+/// `Service::remembered_channel`): each writes a trade intent, and the store
+/// writes it only while the channel is still as remembered.
+const STARTS: &[&str] = &[
+    "alipay.trade.pay",
+    "alipay.trade.precreate",
+    "alipay.trade.create",
+];
+
 async fn run(svc: &Arc<Service>, request: &IncomingRequest) -> MethodResult {
-    let channel = match request.get("app_id") {
+    let app_id = request.get("app_id");
+    // A remembered copy that may be stale (None) is followed by a fresh read.
+    let remembered = STARTS
+        .contains(&request.method().unwrap_or_default())
+        .then(|| app_id.and_then(|a| svc.remembered_channel(a)))
+        .flatten();
+    if let Some(channel) = remembered
+        && let Some(result) = run_as(svc, request, channel, true).await
+    {
+        return result;
+    }
+    let channel = match app_id {
         Some(app_id) => svc
             .active_channel(app_id)
             .await
             .map_err(|e| internal("channel lookup", e))?,
         None => None,
     };
-    let key = channel.as_ref().and_then(|c| svc.channel_key(c));
-    request.authenticate(|_| key)?;
     let Some(channel) = channel else {
-        // authenticate() refuses an unknown app_id before this point.
+        // Refuses the unknown or inactive app_id in Alipay's terms.
+        request.authenticate(|_| None)?;
         return Err(ErrorReply::unknown());
     };
-    check_timestamp(svc, request)?;
-    let biz = request.biz_content(None)?;
+    run_as(svc, request, channel, false)
+        .await
+        .unwrap_or_else(|| Err(ErrorReply::unknown()))
+}
+
+/// Authenticates the request as `channel`'s and runs its method. With a
+/// `remembered` channel, `None` when that copy may be stale: the signature
+/// did not verify with its key, or the store found the channel changed
+/// before writing the trade intent (nothing was written).
+async fn run_as(
+    svc: &Arc<Service>,
+    request: &IncomingRequest,
+    channel: Channel,
+    remembered: bool,
+) -> Option<MethodResult> {
+    let key = svc.channel_key(&channel);
+    if let Err(reply) = request.authenticate(|_| key) {
+        return (!remembered).then_some(Err(reply));
+    }
     let caller = Caller {
         channel,
         notify_url: request.get("notify_url").map(str::to_owned),
+        remembered,
+        changed: AtomicBool::new(false),
     };
+    let result = dispatch(svc, request, &caller).await;
+    if caller.changed.load(Ordering::Acquire) {
+        return None;
+    }
+    Some(result)
+}
+
+async fn dispatch(svc: &Arc<Service>, request: &IncomingRequest, caller: &Caller) -> MethodResult {
+    check_timestamp(svc, request)?;
+    let biz = request.biz_content(None)?;
     let biz = biz.as_deref();
     match request.method().unwrap_or_default() {
-        "alipay.trade.pay" => trades::pay(svc, &caller, need(biz)?).await,
-        "alipay.trade.precreate" => trades::precreate(svc, &caller, need(biz)?).await,
-        "alipay.trade.create" => trades::create(svc, &caller, need(biz)?).await,
-        "alipay.trade.query" => trades::query(svc, &caller, need(biz)?).await,
-        "alipay.trade.cancel" => trades::cancel(svc, &caller, need(biz)?).await,
-        "alipay.trade.close" => trades::close(svc, &caller, need(biz)?).await,
-        "alipay.trade.refund" => trades::refund(svc, &caller, need(biz)?).await,
-        "alipay.trade.fastpay.refund.query" => trades::refund_query(svc, &caller, need(biz)?).await,
-        "ant.merchant.expand.indirect.create" => merchants::create(svc, &caller, need(biz)?).await,
-        "ant.merchant.expand.indirect.query" => merchants::query(svc, &caller, need(biz)?).await,
-        "ant.merchant.expand.indirect.modify" => merchants::modify(svc, &caller, need(biz)?).await,
-        "jianlian.merchant.store.create" => merchants::create_store(svc, &caller, need(biz)?).await,
+        "alipay.trade.pay" => trades::pay(svc, caller, need(biz)?).await,
+        "alipay.trade.precreate" => trades::precreate(svc, caller, need(biz)?).await,
+        "alipay.trade.create" => trades::create(svc, caller, need(biz)?).await,
+        "alipay.trade.query" => trades::query(svc, caller, need(biz)?).await,
+        "alipay.trade.cancel" => trades::cancel(svc, caller, need(biz)?).await,
+        "alipay.trade.close" => trades::close(svc, caller, need(biz)?).await,
+        "alipay.trade.refund" => trades::refund(svc, caller, need(biz)?).await,
+        "alipay.trade.fastpay.refund.query" => trades::refund_query(svc, caller, need(biz)?).await,
+        "ant.merchant.expand.indirect.create" => merchants::create(svc, caller, need(biz)?).await,
+        "ant.merchant.expand.indirect.query" => merchants::query(svc, caller, need(biz)?).await,
+        "ant.merchant.expand.indirect.modify" => merchants::modify(svc, caller, need(biz)?).await,
+        "jianlian.merchant.store.create" => merchants::create_store(svc, caller, need(biz)?).await,
         other => Err(ErrorReply::new(
             Code::InvalidArguments,
             "isv.invalid-method",

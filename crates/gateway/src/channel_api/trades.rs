@@ -11,6 +11,7 @@
 //! `alipay.trade.pay`, every other one is answered from the record.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use jianlian_alipay::api::parse_biz;
 use jianlian_alipay::api::trade::{
@@ -254,8 +255,13 @@ enum Started {
     Existing(Trade),
 }
 
-async fn start(svc: &Service, intent: &TradeIntent) -> Result<Started, ErrorReply> {
-    match svc.store.insert_trade_intent(intent).await {
+async fn start(
+    svc: &Service,
+    caller: &Caller,
+    intent: &TradeIntent,
+) -> Result<Started, ErrorReply> {
+    let seen = caller.remembered.then_some(&caller.channel);
+    match svc.store.insert_trade_intent_as(intent, seen).await {
         Ok(Inserted::Created(t)) => Ok(Started::New(t)),
         Ok(Inserted::Existing(t)) if intent.matches(&t) => Ok(Started::Existing(t)),
         Ok(Inserted::Existing(_)) => Err(acq(
@@ -273,6 +279,10 @@ async fn start(svc: &Service, intent: &TradeIntent) -> Result<Started, ErrorRepl
         // R3.2: the store checks routing where it writes the intent (one
         // round trip for the common case); a refusal is explained here.
         Err(StoreError::NotFound { .. }) => Err(unregistered(svc, intent).await),
+        Err(StoreError::ChannelChanged(_)) => {
+            caller.changed.store(true, Ordering::Release);
+            Err(ErrorReply::unknown())
+        }
         Err(e) => Err(internal("trade intent", e)),
     }
 }
@@ -405,7 +415,7 @@ pub async fn pay(svc: &Arc<Service>, caller: &Caller, biz: &str) -> MethodResult
         total_amount = %intent.total_amount.to_yuan(),
         "barcode pay"
     );
-    let trade = match start(svc, &intent).await? {
+    let trade = match start(svc, caller, &intent).await? {
         Started::Existing(t) => return answer_from_record(&t),
         Started::New(t) => t,
     };
@@ -469,7 +479,7 @@ fn prepare_upstream(order: &mut TradeOrder, trade: &Trade) {
 pub async fn precreate(svc: &Arc<Service>, caller: &Caller, biz: &str) -> MethodResult {
     let mut req: TradePrecreate = parse(biz)?;
     let intent = intent_for(svc, caller, TradeKind::Precreate, &req.order).await?;
-    let trade = match start(svc, &intent).await? {
+    let trade = match start(svc, caller, &intent).await? {
         Started::New(t) => t,
         // A retry of a live QR asks Alipay again for the same upstream order
         // (precreate is idempotent there and moves no money); a finished one
@@ -521,7 +531,7 @@ pub async fn create(svc: &Arc<Service>, caller: &Caller, biz: &str) -> MethodRes
         return Err(invalid("buyer_id or buyer_open_id is required"));
     }
     let intent = intent_for(svc, caller, TradeKind::Create, &req.order).await?;
-    let trade = match start(svc, &intent).await? {
+    let trade = match start(svc, caller, &intent).await? {
         Started::New(t) => t,
         Started::Existing(t) => {
             return match t.state {

@@ -127,21 +127,39 @@ async fn bad_channel_requests_write_nothing(db: Db) {
 }
 e2e!(bad_channel_requests_write_nothing);
 
-/// A rotated key takes effect on the next request; the old one is refused.
+/// A rotated key takes effect on the next request; the old one is refused,
+/// also by the trade starts, which authenticate with the channel as the
+/// gateway last read it (the intent is written only for the stored key).
 async fn rotated_channel_key(db: Db) {
     let w = World::new(db).await;
+    let smid = w.onboard(&w.channel, "M1", "91310000000000001A").await;
+    // A pay, so the gateway remembers the channel with its first key.
+    assert!(w.pay(&w.channel, &smid, "ROT1", "1.00").await.is_success());
     let store = &w.gateway.service().store;
     let new_key = PrivateKey::generate_2048().unwrap();
     let app_id = AppId::parse(&w.channel.app_id).unwrap();
     jianlian_gateway::ops::rotate_channel_key(store, &app_id, &new_key.public_key().to_pem())
         .await
         .unwrap();
+    // First after the rotation: the remembered key still verifies the old
+    // signature, and the store refuses the intent for the changed key.
+    let rows = w.rows().await;
+    let old = w.pay(&w.channel, &smid, "ROT2", "1.00").await;
+    assert_eq!(sub_code(&old), "isv.invalid-signature");
+    // A repeat of a recorded pay with the old key is refused as well.
+    let repeat = w.pay(&w.channel, &smid, "ROT1", "1.00").await;
+    assert_eq!(sub_code(&repeat), "isv.invalid-signature");
+    assert_eq!(w.rows().await, rows, "the old key wrote nothing");
     let q = jianlian_alipay::api::merchant::IndirectQuery {
         external_id: Some("NONE".into()),
         ..Default::default()
     };
     assert_eq!(sub_code(&w.channel.call(&q).await), "isv.invalid-signature");
+
     let fresh = w.client_for(&w.channel.app_id, &w.channel.pid, new_key);
     assert_eq!(sub_code(&fresh.call(&q).await), "JL.MERCHANT_NOT_FOUND");
+    let code = w.code().await;
+    let paid = fresh.call(&w.pay_req(&smid, "ROT3", "1.00", &code)).await;
+    assert!(paid.is_success(), "{paid:?}");
 }
 e2e!(rotated_channel_key);
