@@ -329,8 +329,8 @@ impl Store {
     /// once it is durable.
     pub(crate) async fn write_once(
         &self,
-        postgres: &'static str,
-        sqlite: &'static str,
+        postgres: &str,
+        sqlite: &str,
         values: Vec<script::Value>,
     ) -> Result<script::Ran, sqlx::Error> {
         match &self.sqlite {

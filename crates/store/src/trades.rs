@@ -542,6 +542,72 @@ impl Store {
         .await
     }
 
+    /// The single write path in one write, for the caller that holds
+    /// `trade` as it is stored (the request that created it) and the
+    /// merchant's fee rates `fees`: `observation` is applied to that copy,
+    /// and the change is written only if the row is still at the copy's
+    /// version and the rates are still `fees`, both checked by the write
+    /// itself. `None` when the copy or the rates were stale: nothing was
+    /// written, use [`Store::apply_observation`]. What the copy alone
+    /// cannot decide (an observation it refuses or ignores, a change that
+    /// queues a notification) goes the way of [`Store::apply_observation`].
+    pub async fn apply_observation_to(
+        &self,
+        trade: &Trade,
+        fees: FeePolicy,
+        observation: &Observation,
+        now: Timestamp,
+    ) -> Result<Option<(Trade, bool)>, StoreError> {
+        let (trade, observation) = (trade.clone(), observation.clone());
+        self.write(move |store| async move {
+            store
+                .apply_observation_to_now(&trade, fees, &observation, now)
+                .await
+        })
+        .await
+    }
+
+    async fn apply_observation_to_now(
+        &self,
+        trade: &Trade,
+        fees: FeePolicy,
+        observation: &Observation,
+        now: Timestamp,
+    ) -> Result<Option<(Trade, bool)>, StoreError> {
+        // An observation the copy refuses may suit the stored row.
+        let change = match jianlian_core::trade::apply_observation(trade, observation, now, fees) {
+            Ok(Applied::Changed(change)) if !queues_notice(&change) => *change,
+            _ => {
+                return self
+                    .apply_observation_now(trade.id, observation, now)
+                    .await
+                    .map(Some);
+            }
+        };
+        let booked = |e| booked_twice(e, "a journal of trade", &trade.id.to_string());
+        let written = match self.backend {
+            Backend::Sqlite => {
+                let (sql, values) =
+                    unlocked_change_script(&self.policy, trade, &change, fees)?.joined();
+                match self.write_once("", &sql, values).await {
+                    Ok(_) => true,
+                    Err(e) if stale_write(&e) => false,
+                    Err(e) => return Err(booked(e)),
+                }
+            }
+            Backend::Postgres => {
+                let (sql, values) = change_statement(&self.policy, trade, &change, Some(fees))?;
+                !self
+                    .write_once(&sql, "", values)
+                    .await
+                    .map_err(booked)?
+                    .rows
+                    .is_empty()
+            }
+        };
+        Ok(written.then_some((change.trade, true)))
+    }
+
     async fn apply_observation_now(
         &self,
         id: TradeId,
@@ -634,7 +700,7 @@ impl Store {
             drop(conn);
             return self.apply_locked(id, observation, now).await;
         }
-        let (sql, values) = change_statement(&self.policy, &trade, &change)?;
+        let (sql, values) = change_statement(&self.policy, &trade, &change, None)?;
         let ran = run_sql(&mut conn, sql, values, 0)
             .await
             .map_err(|e| booked_twice(e, "a journal of trade", &id.to_string()))?;
@@ -773,7 +839,32 @@ fn change_script(
     trade: &Trade,
     change: &Change,
 ) -> Result<Script, StoreError> {
-    let mut script = Script::guarded(UPDATE_TRADE, update_values(&change.trade, trade.version)?);
+    let script = Script::guarded(UPDATE_TRADE, update_values(&change.trade, trade.version)?);
+    change_script_after(script, policy, change)
+}
+
+/// As [`change_script`] for a copy of the row that is not locked: the set
+/// also needs the merchant's rates to be `fees`, and the script stops
+/// ([`STOP_IF_STALE`]) when it wrote nothing.
+fn unlocked_change_script(
+    policy: &jianlian_core::closed_loop::LoopPolicy,
+    trade: &Trade,
+    change: &Change,
+    fees: FeePolicy,
+) -> Result<Script, StoreError> {
+    let mut values = update_values(&change.trade, trade.version)?;
+    values.extend(rate_values(fees));
+    let mut script = Script::guarded(UPDATE_TRADE_AT_RATES, values);
+    script.push(STOP_IF_STALE, vec![]);
+    change_script_after(script, policy, change)
+}
+
+/// The journals and next step job of `change`, after the row's set.
+fn change_script_after(
+    mut script: Script,
+    policy: &jianlian_core::closed_loop::LoopPolicy,
+    change: &Change,
+) -> Result<Script, StoreError> {
     for journal in &change.journals {
         push_journal(&mut script, journal);
     }
@@ -850,10 +941,18 @@ fn change_statement(
     policy: &jianlian_core::closed_loop::LoopPolicy,
     trade: &Trade,
     change: &Change,
+    at_rates: Option<FeePolicy>,
 ) -> Result<(String, Vec<Value>), StoreError> {
     use std::fmt::Write as _;
     let mut values = update_values(&change.trade, trade.version)?;
-    let mut sql = format!("WITH u AS ({UPDATE_TRADE} RETURNING id)");
+    let update = match at_rates {
+        None => UPDATE_TRADE,
+        Some(fees) => {
+            values.extend(rate_values(fees));
+            UPDATE_TRADE_AT_RATES
+        }
+    };
+    let mut sql = format!("WITH u AS ({update} RETURNING id)");
     // Placeholders for `n` more values, numbered after those so far.
     let next = |values: &Vec<Value>, n: usize| -> String {
         (values.len() + 1..=values.len() + n)
@@ -917,12 +1016,44 @@ fn change_statement(
 }
 
 /// Writes every mutable column of a trade if the row is still at the
-/// version read (values: [`update_values`]).
-const UPDATE_TRADE: &str = "UPDATE trades SET upstream_out_trade_no = $1, expires_at = $2, \
-     state = $3, cancel_action = $4, state_since = $5, flags = $6, trade_no = $7, \
-     buyer_user_id = $8, buyer_logon_id = $9, receipt_amount = $10, buyer_pay_amount = $11, \
-     paid_at = $12, fund_bills = $13, failure = $14, unknown_reason = $15, progress = $16, \
-     fee = $17, fee_amount = $18, version = $19 WHERE id = $20 AND version = $21";
+/// version read (values: [`update_values`]), and `$also`.
+macro_rules! update_trade_sql {
+    ($also:literal) => {
+        concat!(
+            "UPDATE trades SET upstream_out_trade_no = $1, expires_at = $2, \
+             state = $3, cancel_action = $4, state_since = $5, flags = $6, trade_no = $7, \
+             buyer_user_id = $8, buyer_logon_id = $9, receipt_amount = $10, buyer_pay_amount = $11, \
+             paid_at = $12, fund_bills = $13, failure = $14, unknown_reason = $15, progress = $16, \
+             fee = $17, fee_amount = $18, version = $19 WHERE id = $20 AND version = $21",
+            $also
+        )
+    };
+}
+const UPDATE_TRADE: &str = update_trade_sql!("");
+/// [`UPDATE_TRADE`] that also needs the merchant's fee rates to be the ones
+/// the change was computed with ([`rate_values`]).
+const UPDATE_TRADE_AT_RATES: &str = update_trade_sql!(
+    " AND EXISTS (SELECT 1 FROM merchants m WHERE m.id = trades.merchant_id \
+     AND m.fee_rate_ppm = $22 AND COALESCE(m.credit_fee_rate_ppm, -1) = $23)"
+);
+
+/// `$22`, `$23` of [`UPDATE_TRADE_AT_RATES`] (-1: no credit rate).
+fn rate_values(fees: FeePolicy) -> [Value; 2] {
+    [
+        i64::from(fees.rate.ppm()).into(),
+        fees.credit_rate.map_or(-1, |r| i64::from(r.ppm())).into(),
+    ]
+}
+
+/// On SQLite, stops a script whose compare-and-set wrote nothing: the row
+/// it inserts then fails the `stale_write` check (SQLite migration 0003), which
+/// ends the script with an error and rolls back its savepoint.
+const STOP_IF_STALE: &str = "INSERT INTO stale_writes (refused) SELECT 1 WHERE changes() = 0";
+
+/// Whether `e` is [`STOP_IF_STALE`]'s refusal.
+fn stale_write(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.message().contains("stale_write"))
+}
 
 fn update_values(trade: &Trade, expected: i64) -> Result<Vec<Value>, StoreError> {
     let facts = &trade.facts;

@@ -47,6 +47,7 @@ contract!(
     one_write_path_keeps_state_books_outbox_and_jobs_together,
     concurrent_observations_converge,
     concurrent_answers_without_notice_book_once,
+    an_answer_to_a_held_trade_is_written_only_while_it_holds,
     refunds_never_exceed_the_paid_amount_under_concurrency,
     refunds_book_fees_and_a_full_refund_closes_the_trade,
     jobs_are_leased_fenced_retried_and_dead_lettered,
@@ -151,6 +152,14 @@ async fn onboarded_merchant(store: &Store, smid: &str) -> Merchant {
         .await
         .unwrap();
     merchant
+}
+
+async fn queued_jobs(store: &Store) -> usize {
+    store
+        .jobs_in_state(JobState::Queued, 100)
+        .await
+        .unwrap()
+        .len()
 }
 
 fn intent(merchant: &Merchant, order: &str, total: i64, kind: TradeKind) -> TradeIntent {
@@ -601,14 +610,7 @@ async fn identical_concurrent_intents_create_one_trade(db: Db) {
         (JobState::Queued, 0, 20)
     );
     assert_eq!(job.locked_until, None);
-    assert_eq!(
-        store
-            .jobs_in_state(JobState::Queued, 100)
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(queued_jobs(&store).await, 1);
     // Another channel may reuse the order number: a different trade upstream.
     store
         .insert_channel(&channel("2021000000000009", "2088000000000009", None))
@@ -688,11 +690,7 @@ async fn an_intent_for_a_remembered_channel_needs_it_unchanged(db: Db) {
             assert!(written.is_none(), "{order}: nothing is written");
         }
     };
-    let jobs = store
-        .jobs_in_state(JobState::Queued, 100)
-        .await
-        .unwrap()
-        .len();
+    let jobs = queued_jobs(&store).await;
     // Each of key, notify hosts and status changed: refused, nothing written.
     store
         .set_channel_public_key(&seen.app_id, "MIIBIjANBgkqROTATED")
@@ -724,11 +722,7 @@ async fn an_intent_for_a_remembered_channel_needs_it_unchanged(db: Db) {
         .unwrap();
     refused("SUSPENDED").await;
     assert_eq!(
-        store
-            .jobs_in_state(JobState::Queued, 100)
-            .await
-            .unwrap()
-            .len(),
+        queued_jobs(&store).await,
         jobs,
         "no step job for a refused intent"
     );
@@ -1013,6 +1007,96 @@ async fn concurrent_answers_without_notice_book_once(db: Db) {
     let check = store.ledger_check().await.unwrap();
     assert_eq!(check.journals, 1, "paid once, booked once");
     assert!(store.outbox_of_trade(trade.id).await.unwrap().is_empty());
+}
+
+/// The request that created a trade records Alipay's answer on its own copy
+/// with the merchant's rates as it knows them, in one write that stands only
+/// while the row is at the copy's version and the rates are those.
+async fn an_answer_to_a_held_trade_is_written_only_while_it_holds(db: Db) {
+    let store = db.store().await;
+    let merchant = onboarded_merchant(&store, "2088000000000105").await;
+    let start = |order: &'static str| {
+        let store = store.clone();
+        let intent = TradeIntent {
+            notify_url: None,
+            ..intent(&merchant, order, 10_000, TradeKind::BarcodePay)
+        };
+        async move {
+            store
+                .insert_trade_intent(&intent)
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    let paid = |trade: &Trade| Observation::Answered(SyncAnswer::Paid(success(trade, vec![])));
+
+    // Held and current: written, fee booked at the merchant's rate.
+    let held = start("HELD").await;
+    let (trade, changed) = store
+        .apply_observation_to(&held, merchant.fees, &paid(&held), at(1))
+        .await
+        .unwrap()
+        .expect("written");
+    assert!(changed);
+    let stored = store.trade(held.id).await.unwrap().unwrap();
+    assert_eq!((stored.state, stored.version), (TradeState::Paid, 2));
+    assert_eq!(stored.fee.map(|f| f.fee), Some(Fen::new(60)));
+    assert_eq!(trade.version, 2);
+    assert_eq!(store.ledger_check().await.unwrap().journals, 1);
+
+    // The row moved on since the copy (an earlier answer): nothing written.
+    let raced = start("RACED").await;
+    let unknown = Observation::Answered(SyncAnswer::Unknown {
+        reason: "timeout".into(),
+    });
+    store
+        .apply_observation(raced.id, &unknown, at(1))
+        .await
+        .unwrap();
+    let jobs = queued_jobs(&store).await;
+    let stale = store
+        .apply_observation_to(&raced, merchant.fees, &paid(&raced), at(2))
+        .await
+        .unwrap();
+    assert!(stale.is_none(), "{stale:?}");
+    let stored = store.trade(raced.id).await.unwrap().unwrap();
+    assert_eq!((stored.state, stored.version), (TradeState::Unknown, 2));
+    assert_eq!(store.ledger_check().await.unwrap().journals, 1);
+    assert_eq!(
+        queued_jobs(&store).await,
+        jobs,
+        "no step job from a refused write"
+    );
+
+    // The rates changed since the caller learnt them: nothing written; the
+    // locked way books the new rate.
+    let repriced = start("REPRICED").await;
+    let new_fees = FeePolicy::flat(Rate::parse("0.003").unwrap());
+    store
+        .set_merchant_fees(merchant.id, new_fees, at(1))
+        .await
+        .unwrap();
+    let stale = store
+        .apply_observation_to(&repriced, merchant.fees, &paid(&repriced), at(2))
+        .await
+        .unwrap();
+    assert!(stale.is_none(), "{stale:?}");
+    assert_eq!(store.trade(repriced.id).await.unwrap().unwrap().version, 1);
+    let (trade, _) = store
+        .apply_observation(repriced.id, &paid(&repriced), at(2))
+        .await
+        .unwrap();
+    assert_eq!(trade.fee.map(|f| f.fee), Some(Fen::new(30)));
+    // With the rates it now knows, a held copy is written again.
+    let again = start("AGAIN").await;
+    let written = store
+        .apply_observation_to(&again, new_fees, &paid(&again), at(3))
+        .await
+        .unwrap();
+    assert!(written.is_some());
+    let check = store.ledger_check().await.unwrap();
+    assert_eq!(check.journals, 3);
 }
 
 async fn refunds_never_exceed_the_paid_amount_under_concurrency(db: Db) {

@@ -318,9 +318,27 @@ async fn unregistered(svc: &Service, intent: &TradeIntent) -> ErrorReply {
 /// Records the synchronous answer; a failure to record is logged and left to
 /// the closed loop (the intent is committed, so the trade still resolves).
 async fn record_answer(svc: &Service, trade: &Trade, answer: SyncAnswer) {
+    let observation = Observation::Answered(answer);
+    let now = svc.now();
+    // The request that created the trade holds it as stored, and the
+    // merchant's rates are remembered: one write, which stands only if
+    // neither went stale meanwhile (a notification, a rate change).
+    if let Ok(Some(merchant)) = svc.onboarded_merchant(&trade.smid).await {
+        match svc
+            .store
+            .apply_observation_to(trade, merchant.fees, &observation, now)
+            .await
+        {
+            Ok(Some(_)) => return,
+            Ok(None) => svc.forget_merchant(&trade.smid),
+            Err(e) => {
+                tracing::warn!(trade = %trade.id, error = %e, "recording the upstream answer in one write failed; trying the locked way");
+            }
+        }
+    }
     if let Err(e) = svc
         .store
-        .apply_observation(trade.id, &Observation::Answered(answer), svc.now())
+        .apply_observation(trade.id, &observation, now)
         .await
     {
         tracing::error!(trade = %trade.id, error = %e, "recording the upstream answer failed; the closed loop will query");

@@ -168,6 +168,16 @@ async fn an_operator_onboards_over_the_admin_api(db: Db) {
         (fees["fee_rate"].clone(), fees["credit_fee_rate"].clone()),
         (json!("0.006"), json!("0.008"))
     );
+    // The gateway remembered the merchant at 0.005 from the first payment;
+    // the next one is booked at the new rate all the same.
+    let code = w.code().await;
+    let paid = channel
+        .call(&w.pay_req(&smid, "ADMIN2", "20.00", &code))
+        .await;
+    assert!(paid.is_success(), "{paid:?}");
+    let fee = |t: jianlian_core::trade::Trade| t.fee.map(|f| f.fee.get());
+    assert_eq!(fee(w.trade(&channel, "ADMIN1").await), Some(10));
+    assert_eq!(fee(w.trade(&channel, "ADMIN2").await), Some(12));
 
     // A source correction reaches Alipay and is audited.
     let (status, report) = admin
