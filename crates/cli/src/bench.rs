@@ -473,9 +473,10 @@ async fn measure(
     let rsa_ms = 4_000.0 / rate;
     let cpu_json = peak_cpu.zip(direct_cpu).map(|(c, d)| {
         say!(
-            "| CPU per pay at peak (all processes, busy time) | {:.2} ms, of which {:.2} ms system; signatures {rsa_ms:.2} ms = {:.2} of it |",
+            "| CPU per pay at peak (all processes, busy time) | {:.2} ms, of which {:.2} ms system and {:.2} ms outside this process (the database server on PostgreSQL); signatures {rsa_ms:.2} ms = {:.2} of it |",
             c.busy_ms,
             c.system_ms,
+            c.outside_ms,
             rsa_ms / c.busy_ms
         );
         // The gateway's own share: the difference with the direct run, less
@@ -487,6 +488,7 @@ async fn measure(
             gateway_ms - rsa_ms / 2.0
         );
         serde_json::json!({"cpu_ms_per_pay": c.busy_ms, "system_ms_per_pay": c.system_ms,
+            "outside_ms_per_pay": c.outside_ms,
             "rsa_share": rsa_ms / c.busy_ms, "direct_cpu_ms_per_pay": d.busy_ms,
             "direct_peak": direct_peak, "gateway_cpu_ms_per_pay": gateway_ms,
             "gateway_non_rsa_ms_per_pay": gateway_ms - rsa_ms / 2.0})
@@ -515,12 +517,17 @@ struct CpuTicks {
     /// user + nice + system + irq + softirq, and system + irq + softirq.
     busy: u64,
     system: u64,
+    /// This process's user + system time, from `/proc/self/stat`.
+    this_process: u64,
 }
 
 /// Busy CPU per pay over a run.
 struct CpuPerPay {
     busy_ms: f64,
     system_ms: f64,
+    /// Busy time outside this process: the PostgreSQL server's, when the
+    /// database is PostgreSQL (and whatever else the machine ran).
+    outside_ms: f64,
 }
 
 impl CpuTicks {
@@ -534,9 +541,20 @@ impl CpuTicks {
             .ok()?;
         let at = |i: usize| f.get(i).copied().unwrap_or(0);
         let system = at(2) + at(5) + at(6);
+        // The command name (field 2) may hold spaces; the fields after its
+        // closing parenthesis start with field 3, so utime (14) and stime
+        // (15) are the 12th and 13th there.
+        let own = std::fs::read_to_string("/proc/self/stat").ok()?;
+        let after_name = own.rsplit_once(')')?.1;
+        let own: Vec<u64> = after_name
+            .split_whitespace()
+            .map(|v| v.parse().unwrap_or(0))
+            .collect();
+        let this_process = own.get(11).copied()? + own.get(12).copied()?;
         Some(CpuTicks {
             busy: at(0) + at(1) + system,
             system,
+            this_process,
         })
     }
 
@@ -545,9 +563,12 @@ impl CpuTicks {
         let hz = rustix::param::clock_ticks_per_second().max(1);
         #[allow(clippy::cast_precision_loss)]
         let per_pay = |ticks: u64| ticks as f64 * 1_000.0 / hz as f64 / pays.max(1) as f64;
+        let busy = self.busy.saturating_sub(before.busy);
+        let own = self.this_process.saturating_sub(before.this_process);
         CpuPerPay {
-            busy_ms: per_pay(self.busy.saturating_sub(before.busy)),
+            busy_ms: per_pay(busy),
             system_ms: per_pay(self.system.saturating_sub(before.system)),
+            outside_ms: per_pay(busy.saturating_sub(own)),
         }
     }
 }
