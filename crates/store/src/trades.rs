@@ -146,7 +146,8 @@ macro_rules! intent_sqlite {
 macro_rules! intent_postgres {
     () => {
         insert_trade_sql!(
-            "(SELECT nextval(pg_get_serial_sequence('trades', 'id')) AS id) n",
+            // The sequence of the identity column, as PostgreSQL names it.
+            "(SELECT nextval('trades_id_seq') AS id) n",
             "CASE WHEN n.id >= 1000000000000 THEN CAST(n.id AS TEXT) \
              ELSE lpad(CAST(n.id AS TEXT), 12, '0') END"
         )
