@@ -127,7 +127,9 @@ impl Script {
     /// no row ([`Ran::first_wrote_nothing`]), PostgreSQL does not run the
     /// rest and [`crate::Txn::commit_with`] rolls back there. On SQLite the
     /// rest runs in the same round trip, so the caller must hold the row
-    /// (the writer's lock) for the set to be sure, as every caller does.
+    /// (the writer's lock) for the set to be sure, or stop the script
+    /// itself when the set wrote nothing (the trades module's
+    /// `STOP_IF_STALE`, for a copy of the row it does not hold).
     pub(crate) fn guarded(sql: impl Into<Cow<'static, str>>, values: Vec<Value>) -> Script {
         Script {
             parts: vec![(sql.into(), values)],

@@ -585,26 +585,17 @@ impl Store {
                     .map(Some);
             }
         };
-        let booked = |e| booked_twice(e, "a journal of trade", &trade.id.to_string());
-        let written = match self.backend {
-            Backend::Sqlite => {
-                let (sql, values) =
-                    unlocked_change_script(&self.policy, trade, &change, fees)?.joined();
-                match self.write_once("", &sql, values).await {
-                    Ok(_) => true,
-                    Err(e) if stale_write(&e) => false,
-                    Err(e) => return Err(booked(e)),
-                }
-            }
-            Backend::Postgres => {
-                let (sql, values) = change_statement(&self.policy, trade, &change, Some(fees))?;
-                !self
-                    .write_once(&sql, "", values)
-                    .await
-                    .map_err(booked)?
-                    .rows
-                    .is_empty()
-            }
+        // The backend's one write: on SQLite a script that fails when the
+        // set wrote nothing, on PostgreSQL a statement that returns a row
+        // when it wrote.
+        let (sql, values) = match self.backend {
+            Backend::Sqlite => unlocked_change_script(&self.policy, trade, &change, fees)?.joined(),
+            Backend::Postgres => change_statement(&self.policy, trade, &change, Some(fees))?,
+        };
+        let written = match self.write_once(&sql, &sql, values).await {
+            Ok(ran) => self.backend == Backend::Sqlite || !ran.rows.is_empty(),
+            Err(e) if stale_write(&e) => false,
+            Err(e) => return Err(booked_twice(e, "a journal of trade", &trade.id.to_string())),
         };
         Ok(written.then_some((change.trade, true)))
     }
