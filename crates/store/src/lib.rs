@@ -64,7 +64,7 @@ pub use refunds::{REFUND_CONFIRM_JOB, Reservation};
 pub use sqlite_writer::CommitStats;
 pub use trades::{Inserted, TRADE_STEP_JOB};
 
-use sqlite_writer::{SqliteTxn, SqliteWriter};
+use sqlite_writer::{Durability, SqliteTxn, SqliteWriter};
 
 use jianlian_core::closed_loop::LoopPolicy;
 
@@ -158,7 +158,9 @@ const POOL_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SqliteSynchronous {
     /// Every commit is synced to disk before it returns (SQLite's default):
-    /// a committed trade intent survives a power loss.
+    /// a committed trade intent survives a power loss. One exception, the
+    /// answer recorded by the request that created a trade, is on disk
+    /// within 50 ms (see `sqlite_writer`).
     #[default]
     Full,
     /// WAL without a sync per commit: safe against corruption and process
@@ -215,9 +217,18 @@ impl Store {
                 let mut conn = sqlx::AnyConnection::connect_with(&options).await?;
                 conn.execute("PRAGMA journal_mode = WAL").await?;
                 sqlite_pragmas(&mut conn, synchronous).await?;
+                // With FULL the writer syncs the log itself, after the
+                // commits that need it (see `sqlite_writer`).
+                let wal = match synchronous {
+                    SqliteSynchronous::Full => Some(sqlite_writer::WalSync {
+                        file: open_wal(&mut conn).await?,
+                        deferred_after: sqlite_writer::DEFERRED_SYNC_AFTER,
+                    }),
+                    SqliteSynchronous::Normal => None,
+                };
                 let mut checkpointer = sqlx::AnyConnection::connect_with(&options).await?;
                 sqlite_pragmas(&mut checkpointer, synchronous).await?;
-                Some(SqliteWriter::new(conn, checkpointer)?)
+                Some(SqliteWriter::new(conn, checkpointer, wal)?)
             }
             Backend::Postgres => None,
         };
@@ -333,8 +344,23 @@ impl Store {
         sqlite: &str,
         values: Vec<script::Value>,
     ) -> Result<script::Ran, sqlx::Error> {
+        self.write_once_as(Durability::Synced, postgres, sqlite, values)
+            .await
+    }
+
+    /// As [`Store::write_once`], returning once the write is committed when
+    /// `durability` is [`Durability::Deferred`] and the backend is SQLite
+    /// (on disk a moment later, see `sqlite_writer`). On PostgreSQL the
+    /// statement itself says how it commits (see `change_statement`).
+    pub(crate) async fn write_once_as(
+        &self,
+        durability: Durability,
+        postgres: &str,
+        sqlite: &str,
+        values: Vec<script::Value>,
+    ) -> Result<script::Ran, sqlx::Error> {
         match &self.sqlite {
-            Some(writer) => writer.transact(sqlite, values).await,
+            Some(writer) => writer.transact(durability, sqlite, values).await,
             None => {
                 let mut conn = self.pool.acquire().await?;
                 script::run_sql(&mut conn, postgres.to_owned(), values, 0).await
@@ -377,6 +403,20 @@ impl Store {
             Backend::Sqlite => sqlite,
         }
     }
+}
+
+/// The log file of `conn`'s database, for the writer to sync; `conn` (in
+/// WAL mode) no longer syncs its own commits.
+pub(crate) async fn open_wal(conn: &mut sqlx::AnyConnection) -> Result<std::fs::File, StoreError> {
+    let file: String =
+        sqlx::query_scalar("SELECT file FROM pragma_database_list WHERE name = 'main'")
+            .fetch_one(&mut *conn)
+            .await?;
+    let path = format!("{file}-wal");
+    let wal = std::fs::File::open(&path)
+        .map_err(|e| StoreError::Writer(format!("cannot open the database log {path}: {e}")))?;
+    conn.execute("PRAGMA synchronous = NORMAL").await?;
+    Ok(wal)
 }
 
 /// Every SQLite connection's settings.

@@ -28,6 +28,19 @@
 //! connection of the writer's own runs passive checkpoints (which never
 //! block writers) every [`CHECKPOINT_EVERY`] physical commits.
 //!
+//! **The disk sync is the writer's own.** With `synchronous=FULL` the
+//! writer's connection runs at `NORMAL` (no sync in its commits) and the
+//! writer syncs the log file itself after a physical commit that holds a
+//! [`Durability::Synced`] logical commit, before telling that one it is
+//! done; the log is written in order, so the sync holds every earlier
+//! commit too. A [`Durability::Deferred`] logical commit is told as soon as
+//! it is committed (visible to every connection) and is on disk with the
+//! next sync: the next synced commit's, or the deferred sync a moment later
+//! ([`DEFERRED_SYNC_AFTER`]). Only a power loss in that window can lose it;
+//! a process crash cannot (the page cache keeps it). The store defers only
+//! writes that a synced write already provides for (see
+//! `Store::apply_observation_to`).
+//!
 //! The invariant that keeps every waiter moving: **whoever releases the
 //! connection while nobody waits for it leaves no physical transaction
 //! open.** Every path that releases it (commit, rollback, a dropped
@@ -51,6 +64,27 @@ pub(crate) const BATCH_MAX: usize = 16;
 /// log at the sizes of this schema's transactions, SQLite's own default.
 pub(crate) const CHECKPOINT_EVERY: u64 = 64;
 
+/// The longest a deferred commit waits for its disk sync when no synced
+/// commit comes first.
+pub(crate) const DEFERRED_SYNC_AFTER: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// The database's log file, which the writer syncs itself, and how long a
+/// deferred commit may wait for a sync ([`DEFERRED_SYNC_AFTER`]).
+#[derive(Debug)]
+pub(crate) struct WalSync {
+    pub(crate) file: std::fs::File,
+    pub(crate) deferred_after: std::time::Duration,
+}
+
+/// When a logical commit returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Durability {
+    /// Once it is on disk (with `synchronous=FULL`; as the pragma says otherwise).
+    Synced,
+    /// Once it is committed; on disk within [`DEFERRED_SYNC_AFTER`].
+    Deferred,
+}
+
 /// The savepoint of the logical transaction that holds the connection.
 const SAVEPOINT: &str = "SAVEPOINT jl_write";
 const RELEASE: &str = "RELEASE jl_write";
@@ -67,6 +101,9 @@ pub struct CommitStats {
     pub logical: u64,
     pub physical: u64,
     pub checkpoints: u64,
+    /// Disk syncs of the log by the writer (`synchronous=FULL`), deferred
+    /// ones included.
+    pub syncs: u64,
 }
 
 /// The writer: its thread, its connection and who waits for it.
@@ -82,6 +119,13 @@ pub(crate) struct SqliteWriter {
     checkpoint_due: Arc<tokio::sync::Notify>,
     /// Checkpoints completed so far.
     checkpoints_done: tokio::sync::watch::Receiver<u64>,
+    /// The log file, synced by the writer (`synchronous=FULL`); `None` when
+    /// commits are not synced (`NORMAL`).
+    wal: Option<Arc<std::fs::File>>,
+    /// Wakes the deferred sync.
+    deferred_due: Arc<tokio::sync::Notify>,
+    /// Syncs of the log so far.
+    syncs: Arc<AtomicU64>,
 }
 
 /// The connection and the physical transaction's bookkeeping.
@@ -91,7 +135,7 @@ pub(crate) struct WriterConn {
     /// A physical transaction is open.
     open: bool,
     /// Logical commits waiting for the physical commit.
-    pending: Vec<oneshot::Sender<Result<(), String>>>,
+    pending: Vec<(oneshot::Sender<Result<(), String>>, Durability)>,
     /// A logical transaction was dropped inside its savepoint, which must be
     /// rolled back before anyone else writes.
     abandoned: bool,
@@ -100,9 +144,12 @@ pub(crate) struct WriterConn {
 impl SqliteWriter {
     /// A writer on `conn`, with `checkpointer`, another connection to the
     /// same file, for checkpoints. Both must have automatic checkpoints off.
+    /// With `wal`, the writer syncs commits itself and `conn` must run at
+    /// `synchronous=NORMAL` (see the module documentation).
     pub(crate) fn new(
         conn: AnyConnection,
         checkpointer: AnyConnection,
+        wal: Option<WalSync>,
     ) -> Result<Arc<SqliteWriter>, StoreError> {
         let thread = WriterThread::start()?;
         let checkpoint_due = Arc::new(tokio::sync::Notify::new());
@@ -110,6 +157,18 @@ impl SqliteWriter {
         thread
             .runtime
             .spawn(checkpoints(checkpointer, checkpoint_due.clone(), done));
+        let deferred_due = Arc::new(tokio::sync::Notify::new());
+        let syncs = Arc::new(AtomicU64::new(0));
+        let wal = wal.map(|sync| {
+            let file = Arc::new(sync.file);
+            thread.runtime.spawn(deferred_syncs(
+                file.clone(),
+                sync.deferred_after,
+                deferred_due.clone(),
+                syncs.clone(),
+            ));
+            file
+        });
         Ok(Arc::new(SqliteWriter {
             thread,
             conn: Arc::new(Mutex::new(WriterConn {
@@ -123,7 +182,23 @@ impl SqliteWriter {
             physical: AtomicU64::new(0),
             checkpoint_due,
             checkpoints_done,
+            wal,
+            deferred_due,
+            syncs,
         }))
+    }
+
+    /// Makes every commit so far durable (with `synchronous=FULL`).
+    fn sync(&self) -> Result<(), String> {
+        match &self.wal {
+            Some(wal) => {
+                wal.sync_data()
+                    .map_err(|e| format!("the database log could not be synced to disk: {e}"))?;
+                self.syncs.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            None => Ok(()),
+        }
     }
 
     pub(crate) fn runtime(&self) -> &tokio::runtime::Handle {
@@ -135,6 +210,7 @@ impl SqliteWriter {
             logical: self.logical.load(Ordering::Relaxed),
             physical: self.physical.load(Ordering::Relaxed),
             checkpoints: *self.checkpoints_done.borrow(),
+            syncs: self.syncs.load(Ordering::Relaxed),
         }
     }
 
@@ -142,7 +218,7 @@ impl SqliteWriter {
     /// physical transaction or begins one, and sets the savepoint. (One
     /// round trip; if it fails, dropping the transaction undoes it.)
     pub(crate) async fn begin(self: &Arc<Self>) -> Result<SqliteTxn, sqlx::Error> {
-        let (mut txn, prefix, _) = self.begin_lazily().await;
+        let (mut txn, prefix, _) = self.begin_lazily(Durability::Synced).await;
         txn.conn().execute(prefix).await?;
         Ok(txn)
     }
@@ -154,20 +230,22 @@ impl SqliteWriter {
         sql: &str,
         values: Vec<Value>,
     ) -> Result<(SqliteTxn, Ran), sqlx::Error> {
-        let (mut txn, prefix, skip) = self.begin_lazily().await;
+        let (mut txn, prefix, skip) = self.begin_lazily(Durability::Synced).await;
         let ran = run_sql(txn.conn(), format!("{prefix}; {sql}"), values, skip).await?;
         Ok((txn, ran))
     }
 
     /// One logical transaction of `sql` alone: begun, run and committed in
     /// one round trip (when nobody waits to join; else it joins the group
-    /// commit like [`SqliteTxn::commit`]). Returns once it is on disk.
+    /// commit like [`SqliteTxn::commit`]). Returns once it is on disk, or
+    /// once it is committed when `durability` is [`Durability::Deferred`].
     pub(crate) async fn transact(
         self: &Arc<Self>,
+        durability: Durability,
         sql: &str,
         values: Vec<Value>,
     ) -> Result<Ran, sqlx::Error> {
-        let (txn, prefix, skip) = self.begin_lazily().await;
+        let (txn, prefix, skip) = self.begin_lazily(durability).await;
         txn.finish(format!("{prefix}; {sql}"), values, skip).await
     }
 
@@ -175,7 +253,10 @@ impl SqliteWriter {
     /// `SAVEPOINT` (returned, with its statement count) the caller sends in
     /// front of its first statements. If they fail, dropping the
     /// transaction undoes whatever of them ran (see [`WriterConn::recover`]).
-    async fn begin_lazily(self: &Arc<Self>) -> (SqliteTxn, &'static str, usize) {
+    async fn begin_lazily(
+        self: &Arc<Self>,
+        durability: Durability,
+    ) -> (SqliteTxn, &'static str, usize) {
         let mut queued = Queued::new(self);
         let mut guard = self.conn.clone().lock_owned().await;
         queued.served();
@@ -190,6 +271,7 @@ impl SqliteWriter {
             guard,
             writer: self.clone(),
             finished: false,
+            durability,
         };
         (txn, prefix, statements(prefix))
     }
@@ -199,7 +281,7 @@ impl SqliteWriter {
         let mut guard = self.conn.clone().lock_owned().await;
         guard.recover().await;
         if self.waiting.load(Ordering::SeqCst) == 0 {
-            let _ = guard.commit(&self).await;
+            let _ = guard.commit(&self, Durability::Deferred).await;
         }
     }
 
@@ -226,9 +308,14 @@ impl WriterConn {
         }
     }
 
-    /// The physical commit: every pending logical commit learns its result.
-    async fn commit(&mut self, writer: &SqliteWriter) -> Result<(), sqlx::Error> {
-        self.commit_with(writer, "COMMIT").await
+    /// The physical commit, for the caller's own logical commit of
+    /// `durability` and every pending one: each learns its result.
+    async fn commit(
+        &mut self,
+        writer: &SqliteWriter,
+        durability: Durability,
+    ) -> Result<(), sqlx::Error> {
+        self.commit_with(writer, "COMMIT", durability).await
     }
 
     /// The physical commit by `sql`, which ends with `COMMIT`.
@@ -236,35 +323,61 @@ impl WriterConn {
         &mut self,
         writer: &SqliteWriter,
         sql: &'static str,
+        durability: Durability,
     ) -> Result<(), sqlx::Error> {
         if !self.open {
             return Ok(());
         }
         let result = self.conn.execute(sql).await.map(|_| ());
-        if result.is_err() {
+        if let Err(e) = result {
             // Leave no half-state behind; an error here means none is open.
             let _ = self.conn.execute("ROLLBACK").await;
+            let _ = self.committed(writer, Err(e.to_string()), durability);
+            return Err(e);
         }
-        self.committed(
-            writer,
-            result.as_ref().map_err(ToString::to_string).copied(),
-        );
-        result
+        self.committed(writer, Ok(()), durability)
+            .map_err(sqlx::Error::Protocol)
     }
 
     /// The physical transaction ended with `result` (its `COMMIT` ran, or
-    /// failed and was rolled back): every pending logical commit learns it.
-    fn committed(&mut self, writer: &SqliteWriter, result: Result<(), String>) {
+    /// failed and was rolled back): every pending logical commit learns it,
+    /// a synced one after the disk sync, which runs when the caller's own
+    /// commit (`durability`) or a pending one needs it. Returns the caller's.
+    fn committed(
+        &mut self,
+        writer: &SqliteWriter,
+        result: Result<(), String>,
+        durability: Durability,
+    ) -> Result<(), String> {
         self.open = false;
-        if result.is_ok() {
-            let commits = writer.physical.fetch_add(1, Ordering::Relaxed) + 1;
-            if commits.is_multiple_of(CHECKPOINT_EVERY) {
-                writer.checkpoint_due.notify_one();
+        if let Err(e) = result {
+            for (waiter, _) in self.pending.drain(..) {
+                let _ = waiter.send(Err(e.clone()));
+            }
+            return Err(e);
+        }
+        let commits = writer.physical.fetch_add(1, Ordering::Relaxed) + 1;
+        if commits.is_multiple_of(CHECKPOINT_EVERY) {
+            writer.checkpoint_due.notify_one();
+        }
+        let mut synced = Vec::with_capacity(self.pending.len());
+        for (waiter, wants) in self.pending.drain(..) {
+            match wants {
+                Durability::Deferred => {
+                    let _ = waiter.send(Ok(()));
+                }
+                Durability::Synced => synced.push(waiter),
             }
         }
-        for waiter in self.pending.drain(..) {
+        if synced.is_empty() && durability == Durability::Deferred {
+            writer.deferred_due.notify_one();
+            return Ok(());
+        }
+        let result = writer.sync();
+        for waiter in synced {
             let _ = waiter.send(result.clone());
         }
+        result
     }
 
     /// Rolls the physical transaction back: every pending logical commit fails.
@@ -274,7 +387,7 @@ impl WriterConn {
             self.open = false;
         }
         let reason = format!("the group commit was rolled back: {cause}");
-        for waiter in self.pending.drain(..) {
+        for (waiter, _) in self.pending.drain(..) {
             let _ = waiter.send(Err(reason.clone()));
         }
     }
@@ -283,6 +396,30 @@ impl WriterConn {
 /// Runs a passive checkpoint each time it is woken, on its own connection,
 /// so the copy and its disk sync happen beside the writer, not in it. Runs
 /// until the writer's runtime ends with the writer.
+/// Syncs the log `after` a physical commit that held only deferred commits
+/// (several such commits share one sync). Runs until the writer's runtime
+/// ends with the writer.
+async fn deferred_syncs(
+    wal: Arc<std::fs::File>,
+    after: std::time::Duration,
+    due: Arc<tokio::sync::Notify>,
+    syncs: Arc<AtomicU64>,
+) {
+    loop {
+        due.notified().await;
+        tokio::time::sleep(after).await;
+        let wal = wal.clone();
+        match tokio::task::spawn_blocking(move || wal.sync_data()).await {
+            Ok(Ok(())) => {
+                syncs.fetch_add(1, Ordering::Relaxed);
+            }
+            // The next synced commit syncs them, or reports why it cannot.
+            Ok(Err(e)) => tracing::warn!(error = %e, "SQLite log sync failed"),
+            Err(e) => tracing::warn!(error = %e, "SQLite log sync did not finish"),
+        }
+    }
+}
+
 async fn checkpoints(
     mut conn: AnyConnection,
     due: Arc<tokio::sync::Notify>,
@@ -336,6 +473,7 @@ pub(crate) struct SqliteTxn {
     guard: OwnedMutexGuard<WriterConn>,
     writer: Arc<SqliteWriter>,
     finished: bool,
+    durability: Durability,
 }
 
 /// What ending a logical transaction left to wait for.
@@ -366,7 +504,10 @@ impl SqliteTxn {
             // Nobody will join: the savepoint and the physical transaction
             // end in one round trip (a failure of either rolls all back).
             let writer = self.writer.clone();
-            let result = self.guard.commit_with(&writer, RELEASE_AND_COMMIT).await;
+            let result = self
+                .guard
+                .commit_with(&writer, RELEASE_AND_COMMIT, self.durability)
+                .await;
             if result.is_ok() {
                 writer.logical.fetch_add(1, Ordering::Relaxed);
             }
@@ -427,8 +568,10 @@ impl SqliteTxn {
         self.finished = true;
         if alone {
             let writer = self.writer.clone();
-            self.guard.committed(&writer, Ok(()));
-            return Ok(());
+            return self
+                .guard
+                .committed(&writer, Ok(()), self.durability)
+                .map_err(sqlx::Error::Protocol);
         }
         let ended = self.end(true).await;
         drop(self);
@@ -466,14 +609,19 @@ impl SqliteTxn {
     async fn end(&mut self, committing: bool) -> Ended {
         let writer = self.writer.clone();
         if self.commits_physically(committing) {
-            let result = self.guard.commit(&writer).await;
+            let own = if committing {
+                self.durability
+            } else {
+                Durability::Deferred
+            };
+            let result = self.guard.commit(&writer, own).await;
             return Ended::Done(if committing { result } else { Ok(()) });
         }
         if !committing {
             return Ended::Done(Ok(()));
         }
         let (sender, receiver) = oneshot::channel();
-        self.guard.pending.push(sender);
+        self.guard.pending.push((sender, self.durability));
         Ended::AwaitCommit(receiver)
     }
 }
@@ -554,7 +702,12 @@ mod tests {
 
     use super::*;
 
-    async fn open(dir: &std::path::Path) -> (Arc<SqliteWriter>, AnyConnectOptions) {
+    /// A writer on a new database in `dir`, syncing deferred commits
+    /// `deferred_after` them.
+    async fn open_deferring(
+        dir: &std::path::Path,
+        deferred_after: std::time::Duration,
+    ) -> (Arc<SqliteWriter>, AnyConnectOptions) {
         sqlx::any::install_default_drivers();
         let url = format!("sqlite://{}?mode=rwc", dir.join("w.db").display());
         let options = AnyConnectOptions::from_str(&url).unwrap();
@@ -572,7 +725,34 @@ mod tests {
             .execute("PRAGMA wal_autocheckpoint = 0")
             .await
             .unwrap();
-        (SqliteWriter::new(conn, checkpointer).unwrap(), options)
+        // As the store opens it with synchronous=FULL: the writer syncs.
+        let wal = WalSync {
+            file: crate::open_wal(&mut conn).await.unwrap(),
+            deferred_after,
+        };
+        (
+            SqliteWriter::new(conn, checkpointer, Some(wal)).unwrap(),
+            options,
+        )
+    }
+
+    async fn open(dir: &std::path::Path) -> (Arc<SqliteWriter>, AnyConnectOptions) {
+        open_deferring(dir, DEFERRED_SYNC_AFTER).await
+    }
+
+    /// One-round-trip write of `v` alone, returning once `durability` says.
+    async fn write_alone(
+        writer: &Arc<SqliteWriter>,
+        durability: Durability,
+        v: &str,
+    ) -> Result<Ran, sqlx::Error> {
+        writer
+            .transact(
+                durability,
+                "INSERT INTO child (v) VALUES ($1)",
+                vec![v.into()],
+            )
+            .await
     }
 
     async fn insert(tx: &mut SqliteTxn, v: &str, parent: Option<i64>) {
@@ -657,7 +837,7 @@ mod tests {
         let two =
             "INSERT INTO child (v) VALUES ($1); INSERT INTO child (v) VALUES ($2) RETURNING v";
         let ran = writer
-            .transact(two, vec!["a1".into(), "a2".into()])
+            .transact(Durability::Synced, two, vec!["a1".into(), "a2".into()])
             .await
             .unwrap();
         assert_eq!((ran.affected, ran.rows.len()), (vec![1, 1], 1));
@@ -669,7 +849,11 @@ mod tests {
         insert(&mut first, "b", None).await;
         let queued = {
             let writer = writer.clone();
-            tokio::spawn(async move { writer.transact(two, vec!["c1".into(), "c2".into()]).await })
+            tokio::spawn(async move {
+                writer
+                    .transact(Durability::Synced, two, vec!["c1".into(), "c2".into()])
+                    .await
+            })
         };
         until_queued(&writer, 1).await;
         first.commit().await.unwrap();
@@ -690,6 +874,7 @@ mod tests {
             tokio::spawn(async move {
                 writer
                     .transact(
+                        Durability::Synced,
                         "INSERT INTO child (v) VALUES ($1); INSERT INTO child (v) VALUES ($2)",
                         vec!["lost".into(), Value::Text(None)],
                     )
@@ -701,7 +886,10 @@ mod tests {
         assert!(failing.await.unwrap().is_err());
         // Alone again: the next write commits at once, and the failed one
         // left nothing.
-        writer.transact("SELECT 1", vec![]).await.unwrap();
+        writer
+            .transact(Durability::Synced, "SELECT 1", vec![])
+            .await
+            .unwrap();
         assert_eq!(committed(&options).await, ["kept"]);
     }
 
@@ -732,7 +920,10 @@ mod tests {
         let mut script = Script::default();
         script.push("INSERT INTO child (v) VALUES ($1)", vec![Value::Text(None)]);
         assert!(tx.commit_with(script).await.is_err());
-        writer.transact("SELECT 1", vec![]).await.unwrap();
+        writer
+            .transact(Durability::Synced, "SELECT 1", vec![])
+            .await
+            .unwrap();
         assert_eq!(committed(&options).await, ["x"]);
     }
 
@@ -749,7 +940,81 @@ mod tests {
             CommitStats {
                 logical: 1,
                 physical: 1,
-                checkpoints: 0
+                checkpoints: 0,
+                syncs: 1
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn a_deferred_commit_is_visible_before_its_sync_and_a_synced_one_covers_it() {
+        let dir = tempfile::tempdir().unwrap();
+        // No deferred sync within this test: only the synced commit syncs.
+        let (writer, options) =
+            open_deferring(dir.path(), std::time::Duration::from_secs(3600)).await;
+        write_alone(&writer, Durability::Deferred, "deferred")
+            .await
+            .unwrap();
+        assert_eq!(committed(&options).await, ["deferred"]);
+        assert_eq!(writer.stats().syncs, 0);
+        write_alone(&writer, Durability::Synced, "synced")
+            .await
+            .unwrap();
+        assert_eq!(
+            writer.stats(),
+            CommitStats {
+                logical: 2,
+                physical: 2,
+                checkpoints: 0,
+                syncs: 1
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn deferred_commits_alone_share_a_sync_a_moment_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let (writer, options) =
+            open_deferring(dir.path(), std::time::Duration::from_millis(20)).await;
+        for v in ["a", "b", "c"] {
+            write_alone(&writer, Durability::Deferred, v).await.unwrap();
+        }
+        assert_eq!(committed(&options).await, ["a", "b", "c"]);
+        for _ in 0..1000 {
+            if writer.stats().syncs > 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let syncs = writer.stats().syncs;
+        assert!((1..=3).contains(&syncs), "{syncs} syncs");
+    }
+
+    #[tokio::test]
+    async fn a_group_ended_by_a_deferred_commit_syncs_for_the_synced_one_in_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (writer, options) =
+            open_deferring(dir.path(), std::time::Duration::from_secs(3600)).await;
+        let mut first = writer.begin().await.unwrap();
+        insert(&mut first, "synced", None).await;
+        let second = {
+            let writer = writer.clone();
+            tokio::spawn(
+                async move { write_alone(&writer, Durability::Deferred, "deferred").await },
+            )
+        };
+        until_queued(&writer, 1).await;
+        // Someone waits: this commit joins the batch the deferred one ends.
+        first.commit().await.unwrap();
+        second.await.unwrap().unwrap();
+        assert_eq!(committed(&options).await, ["deferred", "synced"]);
+        assert_eq!(
+            writer.stats(),
+            CommitStats {
+                logical: 2,
+                physical: 1,
+                checkpoints: 0,
+                syncs: 1
             }
         );
     }
@@ -784,7 +1049,8 @@ mod tests {
             CommitStats {
                 logical: 1,
                 physical: 1,
-                checkpoints: 0
+                checkpoints: 0,
+                syncs: 1
             }
         );
     }

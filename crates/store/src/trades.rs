@@ -30,6 +30,7 @@ use crate::ledger::{
 };
 use crate::rows::{TradeRow, cancel_action_str, ms, to_json, trade_columns};
 use crate::script::{Ran, Script, Value, run_sql};
+use crate::sqlite_writer::Durability;
 use crate::{Backend, CAS_ATTEMPTS_MAX, Store, StoreError};
 
 /// The job kind that drives a trade's closed loop. Payload:
@@ -552,6 +553,8 @@ impl Store {
     /// written, use [`Store::apply_observation`]. What the copy alone
     /// cannot decide (an observation it refuses or ignores, a change that
     /// queues a notification) goes the way of [`Store::apply_observation`].
+    /// On SQLite the one write returns once committed, before its disk sync
+    /// (the first step job, durable with the intent, stands behind it).
     pub async fn apply_observation_to(
         &self,
         trade: &Trade,
@@ -590,9 +593,24 @@ impl Store {
         // when it wrote.
         let (sql, values) = match self.backend {
             Backend::Sqlite => unlocked_change_script(&self.policy, trade, &change, fees)?.joined(),
-            Backend::Postgres => change_statement(&self.policy, trade, &change, Some(fees))?,
+            Backend::Postgres => change_statement(
+                &self.policy,
+                trade,
+                &change,
+                Some(fees),
+                Durability::Deferred,
+            )?,
         };
-        let written = match self.write_once(&sql, &sql, values).await {
+        // Deferred: it returns before its disk sync (SQLite's writer) or
+        // log flush (PostgreSQL's asynchronous commit). A crash in that
+        // moment loses at most this change, which queues no notification
+        // and which nothing durable can have read (every later synced
+        // commit syncs it too). The trade's durable intent and first step
+        // job then learn the outcome again from Alipay.
+        let written = match self
+            .write_once_as(Durability::Deferred, &sql, &sql, values)
+            .await
+        {
             Ok(ran) => self.backend == Backend::Sqlite || !ran.rows.is_empty(),
             Err(e) if stale_write(&e) => false,
             Err(e) => return Err(booked_twice(e, "a journal of trade", &trade.id.to_string())),
@@ -692,7 +710,8 @@ impl Store {
             drop(conn);
             return self.apply_locked(id, observation, now).await;
         }
-        let (sql, values) = change_statement(&self.policy, &trade, &change, None)?;
+        let (sql, values) =
+            change_statement(&self.policy, &trade, &change, None, Durability::Synced)?;
         let ran = run_sql(&mut conn, sql, values, 0)
             .await
             .map_err(|e| booked_twice(e, "a journal of trade", &id.to_string()))?;
@@ -929,11 +948,14 @@ fn fee_policy(rate_ppm: i64, credit_ppm: Option<i64>) -> Result<FeePolicy, Store
 /// [`change_script`] as one PostgreSQL statement: the row's
 /// compare-and-set, and the journals and step job selected from its result,
 /// so that nothing is written unless the row was. Returns a row when it was.
+/// [`Durability::Deferred`]: its commit does not wait for the server's log
+/// flush (`synchronous_commit` off for its own transaction).
 fn change_statement(
     policy: &jianlian_core::closed_loop::LoopPolicy,
     trade: &Trade,
     change: &Change,
     at_rates: Option<FeePolicy>,
+    durability: Durability,
 ) -> Result<(String, Vec<Value>), StoreError> {
     use std::fmt::Write as _;
     let mut values = update_values(&change.trade, trade.version)?;
@@ -1003,9 +1025,18 @@ fn change_statement(
         );
         values.extend(job);
     }
-    sql.push_str(" SELECT id FROM u");
+    sql.push_str(match durability {
+        Durability::Synced => " SELECT id FROM u",
+        Durability::Deferred => SELECT_U_COMMITTING_ASYNC,
+    });
     Ok((sql, values))
 }
+
+/// The end of a deferred [`change_statement`]: `synchronous_commit` off,
+/// local to the statement's own transaction (its setting is read at the
+/// commit, and the connection's is back to the server's after it).
+const SELECT_U_COMMITTING_ASYNC: &str =
+    " SELECT u.id FROM u CROSS JOIN (SELECT set_config('synchronous_commit', 'off', true)) AS d";
 
 /// Writes every mutable column of a trade if the row is still at the
 /// version read (values: [`update_values`]), and `$also`.
@@ -1072,4 +1103,56 @@ fn update_values(trade: &Trade, expected: i64) -> Result<Vec<Value>, StoreError>
         trade.id.get().into(),
         expected.into(),
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use sqlx::Connection as _;
+
+    /// A deferred answer commits asynchronously on its own: the setting
+    /// does not outlive its statement on the pooled connection.
+    #[tokio::test]
+    async fn an_async_commit_ends_with_its_statement() {
+        let Ok(url) = std::env::var("JIANLIAN_TEST_POSTGRES_URL") else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "JIANLIAN_TEST_POSTGRES_URL must be set under CI"
+            );
+            eprintln!("JIANLIAN_TEST_POSTGRES_URL is not set: PostgreSQL not tested");
+            return;
+        };
+        let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+        let setting = "SELECT current_setting('synchronous_commit')";
+        let before: String = sqlx::query_scalar(setting)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        let sql = format!(
+            "WITH u AS (SELECT $1::bigint AS id){}",
+            super::SELECT_U_COMMITTING_ASYNC
+        );
+        // A constant of this module after a fixed head.
+        let id: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(7_i64)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(id, 7);
+        let after: String = sqlx::query_scalar(setting)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!((before.as_str(), after.as_str()), ("on", "on"));
+        // Inside one statement it is off.
+        let inside: String = sqlx::query_scalar(
+            "SELECT current_setting('synchronous_commit') FROM \
+             (SELECT set_config('synchronous_commit', 'off', true)) AS d",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+        assert_eq!(inside, "off");
+    }
 }
