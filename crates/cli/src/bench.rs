@@ -437,8 +437,12 @@ async fn measure(
 
     // Half load, through the gateway then direct.
     let pace = peak / 2.0;
+    let watch = StallWatch::start();
     let through = paced(&bench, half, pace, false).await?;
+    let through_stalls = watch.finish();
+    let watch = StallWatch::start();
     let direct = paced(&bench, half, pace, true).await?;
+    let direct_stalls = watch.finish();
     let added = percentile(&through, 0.99).saturating_sub(percentile(&direct, 0.99));
 
     say!(
@@ -467,6 +471,10 @@ async fn measure(
         ms(percentile(&direct, 0.99))
     );
     say!("| gateway-added p99 at half load | {:.1} ms |", ms(added));
+    say!(
+        "| the machine at half load, through / direct: time stolen by the host; a 1 ms sleeper woke over {} ms late | {through_stalls} / {direct_stalls} |",
+        STALL_LATE.as_millis()
+    );
     // What the ratio can be at best: the share of the CPU a pay costs that
     // is its four signatures (at full use of every core, peak ÷ ceiling is
     // this share).
@@ -503,11 +511,101 @@ async fn measure(
         "half_p99_ms": ms(percentile(&through, 0.99)), "half_max_ms": ms(percentile(&through, 1.0)),
         "direct_p50_ms": ms(percentile(&direct, 0.5)), "direct_p99_ms": ms(percentile(&direct, 0.99)),
         "gateway_added_p99_ms": ms(added), "peak_cpu": cpu_json,
+        "half_stalls": through_stalls.json(), "direct_stalls": direct_stalls.json(),
     });
     say!("{json}");
     drop(gateway);
     sandbox.shutdown().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// How late a wake-up counts as a stall of the machine.
+const STALL_LATE: Duration = Duration::from_millis(5);
+
+/// What the machine itself did to a phase of the run, beside the pays: the
+/// CPU time the host stole from it (`steal` in `/proc/stat`), and how often
+/// a thread that sleeps 1 ms at a time woke more than [`STALL_LATE`] late
+/// (with cores to spare at half load, a late wake-up is the host's pause,
+/// which delays every pay in flight and reaches the p99).
+struct StallWatch {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    sleeper: std::thread::JoinHandle<(u32, Duration)>,
+    steal_before: Option<u64>,
+}
+
+struct Stalls {
+    steal_ms: Option<f64>,
+    late_wakeups: u32,
+    longest: Duration,
+}
+
+impl StallWatch {
+    fn start() -> StallWatch {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let sleeper = std::thread::spawn(move || {
+            let (mut late, mut longest) = (0_u32, Duration::ZERO);
+            while !flag.load(Ordering::Relaxed) {
+                let asked = Instant::now();
+                std::thread::sleep(Duration::from_millis(1));
+                let over = asked.elapsed().saturating_sub(Duration::from_millis(1));
+                longest = longest.max(over);
+                late += u32::from(over > STALL_LATE);
+            }
+            (late, longest)
+        });
+        StallWatch {
+            stop,
+            sleeper,
+            steal_before: steal_ticks(),
+        }
+    }
+
+    fn finish(self) -> Stalls {
+        self.stop.store(true, Ordering::Relaxed);
+        let (late_wakeups, longest) = self.sleeper.join().unwrap_or_default();
+        let hz = rustix::param::clock_ticks_per_second().max(1);
+        #[allow(clippy::cast_precision_loss)]
+        let steal_ms = self
+            .steal_before
+            .zip(steal_ticks())
+            .map(|(before, after)| after.saturating_sub(before) as f64 * 1_000.0 / hz as f64);
+        Stalls {
+            steal_ms,
+            late_wakeups,
+            longest,
+        }
+    }
+}
+
+impl Stalls {
+    fn json(&self) -> serde_json::Value {
+        serde_json::json!({"steal_ms": self.steal_ms, "late_wakeups": self.late_wakeups,
+            "longest_late_ms": ms(self.longest)})
+    }
+}
+
+impl std::fmt::Display for Stalls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.steal_ms {
+            Some(steal) => write!(f, "{steal:.0} ms stolen; ")?,
+            None => write!(f, "steal unknown; ")?,
+        }
+        write!(
+            f,
+            "{} late wake-ups (longest {:.1} ms)",
+            self.late_wakeups,
+            ms(self.longest)
+        )
+    }
+}
+
+/// The CPU time the host stole from this machine so far (`/proc/stat`'s
+/// eighth field), in ticks.
+fn steal_ticks() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    line.split_whitespace().nth(7)?.parse().ok()
 }
 
 /// The machine's busy CPU time so far (every process: this one, and the
