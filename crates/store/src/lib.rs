@@ -220,10 +220,14 @@ impl Store {
                 // With FULL the writer syncs the log itself, after the
                 // commits that need it (see `sqlite_writer`).
                 let wal = match synchronous {
-                    SqliteSynchronous::Full => Some(sqlite_writer::WalSync {
-                        file: open_wal(&mut conn).await?,
-                        deferred_after: sqlite_writer::DEFERRED_SYNC_AFTER,
-                    }),
+                    SqliteSynchronous::Full => {
+                        open_wal(&mut conn)
+                            .await?
+                            .map(|file| sqlite_writer::WalSync {
+                                file,
+                                deferred_after: sqlite_writer::DEFERRED_SYNC_AFTER,
+                            })
+                    }
                     SqliteSynchronous::Normal => None,
                 };
                 let mut checkpointer = sqlx::AnyConnection::connect_with(&options).await?;
@@ -405,9 +409,18 @@ impl Store {
     }
 }
 
-/// The log file of `conn`'s database, for the writer to sync; `conn` (in
-/// WAL mode) no longer syncs its own commits.
-pub(crate) async fn open_wal(conn: &mut sqlx::AnyConnection) -> Result<std::fs::File, StoreError> {
+/// The log file of `conn`'s database, for the writer to sync; `conn` no
+/// longer syncs its own commits. `None` when the database is not in WAL
+/// mode (a file system without it): then every commit syncs itself.
+pub(crate) async fn open_wal(
+    conn: &mut sqlx::AnyConnection,
+) -> Result<Option<std::fs::File>, StoreError> {
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(&mut *conn)
+        .await?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Ok(None);
+    }
     let file: String =
         sqlx::query_scalar("SELECT file FROM pragma_database_list WHERE name = 'main'")
             .fetch_one(&mut *conn)
@@ -416,7 +429,7 @@ pub(crate) async fn open_wal(conn: &mut sqlx::AnyConnection) -> Result<std::fs::
     let wal = std::fs::File::open(&path)
         .map_err(|e| StoreError::Writer(format!("cannot open the database log {path}: {e}")))?;
     conn.execute("PRAGMA synchronous = NORMAL").await?;
-    Ok(wal)
+    Ok(Some(wal))
 }
 
 /// Every SQLite connection's settings.

@@ -120,7 +120,8 @@ pub(crate) struct SqliteWriter {
     /// Checkpoints completed so far.
     checkpoints_done: tokio::sync::watch::Receiver<u64>,
     /// The log file, synced by the writer (`synchronous=FULL`); `None` when
-    /// commits are not synced (`NORMAL`).
+    /// the connection's own commits sync as its pragma says (`NORMAL`, or
+    /// a database not in WAL mode).
     wal: Option<Arc<std::fs::File>>,
     /// Wakes the deferred sync.
     deferred_due: Arc<tokio::sync::Notify>,
@@ -727,7 +728,7 @@ mod tests {
             .unwrap();
         // As the store opens it with synchronous=FULL: the writer syncs.
         let wal = WalSync {
-            file: crate::open_wal(&mut conn).await.unwrap(),
+            file: crate::open_wal(&mut conn).await.unwrap().expect("WAL mode"),
             deferred_after,
         };
         (
@@ -1017,6 +1018,29 @@ mod tests {
                 syncs: 1
             }
         );
+    }
+
+    #[tokio::test]
+    async fn a_database_not_in_wal_mode_keeps_syncing_its_own_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        sqlx::any::install_default_drivers();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("d.db").display());
+        let options = AnyConnectOptions::from_str(&url).unwrap();
+        let mut conn = AnyConnection::connect_with(&options).await.unwrap();
+        conn.execute("PRAGMA journal_mode = DELETE").await.unwrap();
+        assert!(crate::open_wal(&mut conn).await.unwrap().is_none());
+        let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(synchronous, 2, "FULL");
+        conn.execute("PRAGMA journal_mode = WAL").await.unwrap();
+        assert!(crate::open_wal(&mut conn).await.unwrap().is_some());
+        let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(synchronous, 1, "NORMAL");
     }
 
     #[tokio::test]
