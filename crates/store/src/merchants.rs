@@ -11,6 +11,7 @@ use jianlian_core::merchant::{
 use jiff::Timestamp;
 
 use crate::rows::{MerchantRow, SourceChangeRow, merchant_columns, ms, rate_ppm, to_json, ts};
+use crate::script::Value;
 use crate::{CAS_ATTEMPTS_MAX, Store, StoreError};
 
 /// Most merchants one search returns.
@@ -363,17 +364,21 @@ impl Store {
         fees: FeePolicy,
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        let done = sqlx::query(
-            "UPDATE merchants SET fee_rate_ppm = $1, credit_fee_rate_ppm = $2, updated_at = $3, \
-             version = version + 1 WHERE id = $4",
-        )
-        .bind(rate_ppm(fees.rate))
-        .bind(fees.credit_rate.map(rate_ppm))
-        .bind(ms(now))
-        .bind(id.get())
-        .execute(&self.pool)
-        .await?;
-        if done.rows_affected() == 0 {
+        const SET_FEES: &str = "UPDATE merchants SET fee_rate_ppm = $1, \
+             credit_fee_rate_ppm = $2, updated_at = $3, version = version + 1 WHERE id = $4";
+        let values: Vec<Value> = vec![
+            rate_ppm(fees.rate).into(),
+            fees.credit_rate.map(rate_ppm).into(),
+            ms(now).into(),
+            id.get().into(),
+        ];
+        // Through the store's writer on SQLite, like every other write.
+        let ran = self
+            .write(
+                move |store| async move { Ok(store.write_once(SET_FEES, SET_FEES, values).await?) },
+            )
+            .await?;
+        if ran.first_wrote_nothing() {
             return Err(StoreError::NotFound {
                 what: "merchant",
                 key: id.to_string(),

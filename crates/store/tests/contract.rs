@@ -1077,6 +1077,14 @@ async fn an_answer_to_a_held_trade_is_written_only_while_it_holds(db: Db) {
         .set_merchant_fees(merchant.id, new_fees, at(1))
         .await
         .unwrap();
+    let nobody = MerchantId::new(999_999).unwrap();
+    assert!(matches!(
+        store.set_merchant_fees(nobody, new_fees, at(1)).await,
+        Err(StoreError::NotFound {
+            what: "merchant",
+            ..
+        })
+    ));
     let stale = store
         .apply_observation_to(&repriced, merchant.fees, &paid(&repriced), at(2))
         .await
