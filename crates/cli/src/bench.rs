@@ -530,7 +530,7 @@ const STALL_LATE: Duration = Duration::from_millis(5);
 struct StallWatch {
     stop: Arc<std::sync::atomic::AtomicBool>,
     sleeper: std::thread::JoinHandle<(u32, Duration)>,
-    steal_before: Option<u64>,
+    before: Option<CpuTicks>,
 }
 
 struct Stalls {
@@ -557,19 +557,17 @@ impl StallWatch {
         StallWatch {
             stop,
             sleeper,
-            steal_before: steal_ticks(),
+            before: CpuTicks::now(),
         }
     }
 
     fn finish(self) -> Stalls {
         self.stop.store(true, Ordering::Relaxed);
         let (late_wakeups, longest) = self.sleeper.join().unwrap_or_default();
-        let hz = rustix::param::clock_ticks_per_second().max(1);
-        #[allow(clippy::cast_precision_loss)]
         let steal_ms = self
-            .steal_before
-            .zip(steal_ticks())
-            .map(|(before, after)| after.saturating_sub(before) as f64 * 1_000.0 / hz as f64);
+            .before
+            .zip(CpuTicks::now())
+            .map(|(before, after)| ticks_ms(after.steal.saturating_sub(before.steal)));
         Stalls {
             steal_ms,
             late_wakeups,
@@ -600,12 +598,12 @@ impl std::fmt::Display for Stalls {
     }
 }
 
-/// The CPU time the host stole from this machine so far (`/proc/stat`'s
-/// eighth field), in ticks.
-fn steal_ticks() -> Option<u64> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let line = stat.lines().next()?.strip_prefix("cpu ")?;
-    line.split_whitespace().nth(7)?.parse().ok()
+/// `/proc/stat` ticks (USER_HZ) in milliseconds.
+fn ticks_ms(ticks: u64) -> f64 {
+    let hz = rustix::param::clock_ticks_per_second().max(1);
+    #[allow(clippy::cast_precision_loss)]
+    let ms = ticks as f64 * 1_000.0 / hz as f64;
+    ms
 }
 
 /// The machine's busy CPU time so far (every process: this one, and the
@@ -617,6 +615,8 @@ struct CpuTicks {
     system: u64,
     /// This process's user + system time, from `/proc/self/stat`.
     this_process: u64,
+    /// Time the host ran something else while this machine wanted to run.
+    steal: u64,
 }
 
 /// Busy CPU per pay over a run.
@@ -653,14 +653,13 @@ impl CpuTicks {
             busy: at(0) + at(1) + system,
             system,
             this_process,
+            steal: at(7),
         })
     }
 
     fn since(&self, before: &CpuTicks, pays: usize) -> CpuPerPay {
-        // /proc/stat counts in USER_HZ ticks.
-        let hz = rustix::param::clock_ticks_per_second().max(1);
         #[allow(clippy::cast_precision_loss)]
-        let per_pay = |ticks: u64| ticks as f64 * 1_000.0 / hz as f64 / pays.max(1) as f64;
+        let per_pay = |ticks: u64| ticks_ms(ticks) / pays.max(1) as f64;
         let busy = self.busy.saturating_sub(before.busy);
         let own = self.this_process.saturating_sub(before.this_process);
         CpuPerPay {

@@ -221,12 +221,12 @@ impl Store {
                 // commits that need it (see `sqlite_writer`).
                 let wal = match synchronous {
                     SqliteSynchronous::Full => {
-                        open_wal(&mut conn)
-                            .await?
-                            .map(|file| sqlite_writer::WalSync {
+                        sqlite_writer::open_wal(&mut conn).await?.map(|file| {
+                            sqlite_writer::WalSync {
                                 file,
                                 deferred_after: sqlite_writer::DEFERRED_SYNC_AFTER,
-                            })
+                            }
+                        })
                     }
                     SqliteSynchronous::Normal => None,
                 };
@@ -407,29 +407,6 @@ impl Store {
             Backend::Sqlite => sqlite,
         }
     }
-}
-
-/// The log file of `conn`'s database, for the writer to sync; `conn` no
-/// longer syncs its own commits. `None` when the database is not in WAL
-/// mode (a file system without it): then every commit syncs itself.
-pub(crate) async fn open_wal(
-    conn: &mut sqlx::AnyConnection,
-) -> Result<Option<std::fs::File>, StoreError> {
-    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
-        .fetch_one(&mut *conn)
-        .await?;
-    if !mode.eq_ignore_ascii_case("wal") {
-        return Ok(None);
-    }
-    let file: String =
-        sqlx::query_scalar("SELECT file FROM pragma_database_list WHERE name = 'main'")
-            .fetch_one(&mut *conn)
-            .await?;
-    let path = format!("{file}-wal");
-    let wal = std::fs::File::open(&path)
-        .map_err(|e| StoreError::Writer(format!("cannot open the database log {path}: {e}")))?;
-    conn.execute("PRAGMA synchronous = NORMAL").await?;
-    Ok(Some(wal))
 }
 
 /// Every SQLite connection's settings.

@@ -76,6 +76,29 @@ pub(crate) struct WalSync {
     pub(crate) deferred_after: std::time::Duration,
 }
 
+/// The log file of `conn`'s database, for the writer to sync; `conn` no
+/// longer syncs its own commits. `None` when the database is not in WAL
+/// mode (a file system without it): then every commit syncs itself.
+pub(crate) async fn open_wal(
+    conn: &mut sqlx::AnyConnection,
+) -> Result<Option<std::fs::File>, StoreError> {
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(&mut *conn)
+        .await?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Ok(None);
+    }
+    let file: String =
+        sqlx::query_scalar("SELECT file FROM pragma_database_list WHERE name = 'main'")
+            .fetch_one(&mut *conn)
+            .await?;
+    let path = format!("{file}-wal");
+    let wal = std::fs::File::open(&path)
+        .map_err(|e| StoreError::Writer(format!("cannot open the database log {path}: {e}")))?;
+    conn.execute("PRAGMA synchronous = NORMAL").await?;
+    Ok(Some(wal))
+}
+
 /// When a logical commit returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Durability {
@@ -125,8 +148,8 @@ pub(crate) struct SqliteWriter {
     wal: Option<Arc<std::fs::File>>,
     /// Wakes the deferred sync.
     deferred_due: Arc<tokio::sync::Notify>,
-    /// Syncs of the log so far.
-    syncs: Arc<AtomicU64>,
+    /// Syncs of the log so far (as `checkpoints_done`, a watch for tests).
+    syncs: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 /// The connection and the physical transaction's bookkeeping.
@@ -159,7 +182,7 @@ impl SqliteWriter {
             .runtime
             .spawn(checkpoints(checkpointer, checkpoint_due.clone(), done));
         let deferred_due = Arc::new(tokio::sync::Notify::new());
-        let syncs = Arc::new(AtomicU64::new(0));
+        let syncs = Arc::new(tokio::sync::watch::Sender::new(0));
         let wal = wal.map(|sync| {
             let file = Arc::new(sync.file);
             thread.runtime.spawn(deferred_syncs(
@@ -195,7 +218,7 @@ impl SqliteWriter {
             Some(wal) => {
                 wal.sync_data()
                     .map_err(|e| format!("the database log could not be synced to disk: {e}"))?;
-                self.syncs.fetch_add(1, Ordering::Relaxed);
+                self.syncs.send_modify(|n| *n += 1);
                 Ok(())
             }
             None => Ok(()),
@@ -211,7 +234,7 @@ impl SqliteWriter {
             logical: self.logical.load(Ordering::Relaxed),
             physical: self.physical.load(Ordering::Relaxed),
             checkpoints: *self.checkpoints_done.borrow(),
-            syncs: self.syncs.load(Ordering::Relaxed),
+            syncs: *self.syncs.borrow(),
         }
     }
 
@@ -404,7 +427,7 @@ async fn deferred_syncs(
     wal: Arc<std::fs::File>,
     after: std::time::Duration,
     due: Arc<tokio::sync::Notify>,
-    syncs: Arc<AtomicU64>,
+    syncs: Arc<tokio::sync::watch::Sender<u64>>,
 ) {
     loop {
         due.notified().await;
@@ -412,7 +435,7 @@ async fn deferred_syncs(
         let wal = wal.clone();
         match tokio::task::spawn_blocking(move || wal.sync_data()).await {
             Ok(Ok(())) => {
-                syncs.fetch_add(1, Ordering::Relaxed);
+                syncs.send_modify(|n| *n += 1);
             }
             // The next synced commit syncs them, or reports why it cannot.
             Ok(Err(e)) => tracing::warn!(error = %e, "SQLite log sync failed"),
@@ -728,7 +751,7 @@ mod tests {
             .unwrap();
         // As the store opens it with synchronous=FULL: the writer syncs.
         let wal = WalSync {
-            file: crate::open_wal(&mut conn).await.unwrap().expect("WAL mode"),
+            file: open_wal(&mut conn).await.unwrap().expect("WAL mode"),
             deferred_after,
         };
         (
@@ -981,12 +1004,14 @@ mod tests {
             write_alone(&writer, Durability::Deferred, v).await.unwrap();
         }
         assert_eq!(committed(&options).await, ["a", "b", "c"]);
-        for _ in 0..1000 {
-            if writer.stats().syncs > 0 {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
+        let mut synced = writer.syncs.subscribe();
+        tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            synced.wait_for(|n| *n >= 1),
+        )
+        .await
+        .expect("a deferred sync")
+        .unwrap();
         let syncs = writer.stats().syncs;
         assert!((1..=3).contains(&syncs), "{syncs} syncs");
     }
@@ -1028,14 +1053,14 @@ mod tests {
         let options = AnyConnectOptions::from_str(&url).unwrap();
         let mut conn = AnyConnection::connect_with(&options).await.unwrap();
         conn.execute("PRAGMA journal_mode = DELETE").await.unwrap();
-        assert!(crate::open_wal(&mut conn).await.unwrap().is_none());
+        assert!(open_wal(&mut conn).await.unwrap().is_none());
         let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
             .fetch_one(&mut conn)
             .await
             .unwrap();
         assert_eq!(synchronous, 2, "FULL");
         conn.execute("PRAGMA journal_mode = WAL").await.unwrap();
-        assert!(crate::open_wal(&mut conn).await.unwrap().is_some());
+        assert!(open_wal(&mut conn).await.unwrap().is_some());
         let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
             .fetch_one(&mut conn)
             .await

@@ -1134,7 +1134,7 @@ mod tests {
             super::SELECT_U_COMMITTING_ASYNC
         );
         // A constant of this module after a fixed head.
-        let id: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        let id: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.clone()))
             .bind(7_i64)
             .fetch_one(&mut conn)
             .await
@@ -1145,14 +1145,24 @@ mod tests {
             .await
             .unwrap();
         assert_eq!((before.as_str(), after.as_str()), ("on", "on"));
-        // Inside one statement it is off.
-        let inside: String = sqlx::query_scalar(
-            "SELECT current_setting('synchronous_commit') FROM \
-             (SELECT set_config('synchronous_commit', 'off', true)) AS d",
-        )
-        .fetch_one(&mut conn)
-        .await
-        .unwrap();
+        // The statement turns it off for the transaction it runs in (its
+        // own in autocommit; here an explicit one, to look before the end).
+        let mut tx = sqlx::Connection::begin(&mut conn).await.unwrap();
+        sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql))
+            .bind(7_i64)
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+        let inside: String = sqlx::query_scalar(setting)
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
         assert_eq!(inside, "off");
+        let after: String = sqlx::query_scalar(setting)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(after, "on");
     }
 }
