@@ -417,9 +417,6 @@ impl WriterConn {
     }
 }
 
-/// Runs a passive checkpoint each time it is woken, on its own connection,
-/// so the copy and its disk sync happen beside the writer, not in it. Runs
-/// until the writer's runtime ends with the writer.
 /// Syncs the log `after` a physical commit that held only deferred commits
 /// (several such commits share one sync). Runs until the writer's runtime
 /// ends with the writer.
@@ -444,6 +441,9 @@ async fn deferred_syncs(
     }
 }
 
+/// Runs a passive checkpoint each time it is woken, on its own connection,
+/// so the copy and its disk sync happen beside the writer, not in it. Runs
+/// until the writer's runtime ends with the writer.
 async fn checkpoints(
     mut conn: AnyConnection,
     due: Arc<tokio::sync::Notify>,
