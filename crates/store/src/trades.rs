@@ -188,6 +188,14 @@ const INTENT_WITH_JOB_POSTGRES: &str = concat!(
     " FROM t ON CONFLICT (dedupe_key) DO NOTHING) SELECT id, upstream_out_trade_no FROM t"
 );
 
+/// A channel's trade by Alipay's `trade_no` (`$1` the channel, `$2` the
+/// number).
+const TRADE_BY_TRADE_NO: &str = concat!(
+    "SELECT ",
+    trade_columns!(),
+    " FROM trades WHERE channel_app_id = $1 AND trade_no = $2 AND version > 0"
+);
+
 impl Store {
     /// Commits a trade intent before any upstream call (R4, issue item 6).
     /// The same `(channel, out_trade_no)` always names the same trade, so
@@ -374,21 +382,18 @@ impl Store {
     }
 
     /// A channel's trade by Alipay's `trade_no` (the channel's
-    /// `alipay.trade.query` by `trade_no`); the channel index narrows the scan.
+    /// `alipay.trade.query` by `trade_no`), found by the `trades_trade_no`
+    /// index.
     pub async fn trade_by_trade_no(
         &self,
         channel: &AppId,
         trade_no: &str,
     ) -> Result<Option<Trade>, StoreError> {
-        let row: Option<TradeRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            trade_columns!(),
-            " FROM trades WHERE channel_app_id = $1 AND trade_no = $2 AND version > 0"
-        ))
-        .bind(channel.as_str().to_owned())
-        .bind(trade_no.to_owned())
-        .fetch_optional(&self.pool)
-        .await?;
+        let row: Option<TradeRow> = sqlx::query_as(TRADE_BY_TRADE_NO)
+            .bind(channel.as_str().to_owned())
+            .bind(trade_no.to_owned())
+            .fetch_optional(&self.pool)
+            .await?;
         row.map(Trade::try_from).transpose()
     }
 
@@ -1110,6 +1115,34 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use sqlx::Connection as _;
+
+    /// A channel's query by `trade_no` reads the index, not the channel's
+    /// trades: on a migrated SQLite database with no statistics, as a new
+    /// gateway has.
+    #[tokio::test]
+    async fn a_query_by_trade_no_uses_its_index() {
+        let mut conn = sqlx::SqliteConnection::connect("sqlite::memory:")
+            .await
+            .unwrap();
+        sqlx::migrate!("migrations/sqlite")
+            .run(&mut conn)
+            .await
+            .unwrap();
+        let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "EXPLAIN QUERY PLAN {}",
+            super::TRADE_BY_TRADE_NO
+        )))
+        .bind("2021000000000001")
+        .bind("2026120722001400000000000001")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+        let steps: Vec<&str> = plan.iter().map(|row| row.3.as_str()).collect();
+        assert_eq!(
+            steps,
+            ["SEARCH trades USING INDEX trades_trade_no (trade_no=? AND channel_app_id=?)"]
+        );
+    }
 
     /// A deferred answer commits asynchronously on its own: the setting
     /// does not outlive its statement on the pooled connection.
