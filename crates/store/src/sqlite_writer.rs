@@ -215,12 +215,7 @@ impl SqliteWriter {
     /// Makes every commit so far durable (with `synchronous=FULL`).
     fn sync(&self) -> Result<(), String> {
         match &self.wal {
-            Some(wal) => {
-                wal.sync_data()
-                    .map_err(|e| format!("the database log could not be synced to disk: {e}"))?;
-                self.syncs.send_modify(|n| *n += 1);
-                Ok(())
-            }
+            Some(wal) => sync_log(wal, &self.syncs),
             None => Ok(()),
         }
     }
@@ -429,16 +424,23 @@ async fn deferred_syncs(
     loop {
         due.notified().await;
         tokio::time::sleep(after).await;
-        let wal = wal.clone();
-        match tokio::task::spawn_blocking(move || wal.sync_data()).await {
-            Ok(Ok(())) => {
-                syncs.send_modify(|n| *n += 1);
-            }
+        let (wal, counted) = (wal.clone(), syncs.clone());
+        match tokio::task::spawn_blocking(move || sync_log(&wal, &counted)).await {
+            Ok(Ok(())) => {}
             // The next synced commit syncs them, or reports why it cannot.
             Ok(Err(e)) => tracing::warn!(error = %e, "SQLite log sync failed"),
             Err(e) => tracing::warn!(error = %e, "SQLite log sync did not finish"),
         }
     }
+}
+
+/// Syncs the log `wal` to disk (every commit written to it so far) and
+/// counts the sync in `syncs`.
+fn sync_log(wal: &std::fs::File, syncs: &tokio::sync::watch::Sender<u64>) -> Result<(), String> {
+    wal.sync_data()
+        .map_err(|e| format!("the database log could not be synced to disk: {e}"))?;
+    syncs.send_modify(|n| *n += 1);
+    Ok(())
 }
 
 /// Runs a passive checkpoint each time it is woken, on its own connection,

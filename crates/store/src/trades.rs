@@ -558,8 +558,9 @@ impl Store {
     /// written, use [`Store::apply_observation`]. What the copy alone
     /// cannot decide (an observation it refuses or ignores, a change that
     /// queues a notification) goes the way of [`Store::apply_observation`].
-    /// On SQLite the one write returns once committed, before its disk sync
-    /// (the first step job, durable with the intent, stands behind it).
+    /// The one write returns once committed, before its disk sync (SQLite)
+    /// or log flush (PostgreSQL): the first step job, durable with the
+    /// intent, stands behind it.
     pub async fn apply_observation_to(
         &self,
         trade: &Trade,
